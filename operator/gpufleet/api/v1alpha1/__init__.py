@@ -1,0 +1,1 @@
+"""gpufleet.api.v1alpha1."""
