@@ -1,1 +1,50 @@
-"""gpufleet.api.v1alpha1."""
+"""gpufleet.io/v1alpha1: the InferenceNode, OperatorPool and EngineRelease kinds."""
+
+from gpufleet.api.common import API_VERSION, GROUP, VERSION, Condition, LocalObjectReference, ObjectMeta
+from gpufleet.api.v1alpha1.enginerelease import EngineRelease, EngineReleaseSpec, EngineVersions
+from gpufleet.api.v1alpha1.inferencenode import (
+    DeviceStatus,
+    DeviceValidation,
+    InferenceNode,
+    InferenceNodeSpec,
+    InferenceNodeStatus,
+    ModelSpec,
+    ReleaseSelector,
+    ResourceOverrides,
+    UpdatePolicy,
+)
+from gpufleet.api.v1alpha1.operatorpool import (
+    MIN_SELF_STAKE_RATIO,
+    OperatorPool,
+    OperatorPoolSpec,
+    OperatorPoolStatus,
+)
+
+#: Every kind of this version, in the order CRDs are generated and documented.
+KINDS = (InferenceNode, OperatorPool, EngineRelease)
+
+__all__ = [
+    "API_VERSION",
+    "GROUP",
+    "KINDS",
+    "MIN_SELF_STAKE_RATIO",
+    "VERSION",
+    "Condition",
+    "DeviceStatus",
+    "DeviceValidation",
+    "EngineRelease",
+    "EngineReleaseSpec",
+    "EngineVersions",
+    "InferenceNode",
+    "InferenceNodeSpec",
+    "InferenceNodeStatus",
+    "LocalObjectReference",
+    "ModelSpec",
+    "ObjectMeta",
+    "OperatorPool",
+    "OperatorPoolSpec",
+    "OperatorPoolStatus",
+    "ReleaseSelector",
+    "ResourceOverrides",
+    "UpdatePolicy",
+]

@@ -1,0 +1,157 @@
+"""OperatorPool: an operator's staking pool, whose stake backs the GPUs of its InferenceNodes."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from gpufleet.api.common import ApiModel, Condition, CRDInfo, PrinterColumn, Resource, conditions_field
+from gpufleet.api.quantity import (
+    INT_AMOUNT_MAX_LENGTH,
+    INT_AMOUNT_PATTERN,
+    UNIT_RATIO_PATTERN,
+    parse_int_amount,
+    parse_unit_ratio,
+)
+
+#: The announcement's global minimum self-stake: 10% of the pool's total stake.
+MIN_SELF_STAKE_RATIO = Fraction(1, 10)
+#: Commission is stored in basis points: 10000 = 100%.
+BPS_PER_UNIT = 10_000
+
+
+class OperatorPoolSpec(ApiModel):
+    """Configuration and stake of an operator pool, mirrored from the staking protocol."""
+
+    self_stake: str = Field(
+        pattern=INT_AMOUNT_PATTERN,
+        max_length=INT_AMOUNT_MAX_LENGTH,
+        description="INT staked by the operator itself, as a decimal string with at most 9 decimals "
+        "(e.g. \"100000\" or \"12.5\"); never a float.",
+    )
+    delegated_stake: str = Field(
+        default="0",
+        pattern=INT_AMOUNT_PATTERN,
+        max_length=INT_AMOUNT_MAX_LENGTH,
+        description="INT delegated to the pool by token holders, as a decimal string with at most 9 "
+        "decimals.",
+    )
+    commission_bps: int = Field(
+        default=0,
+        ge=0,
+        le=BPS_PER_UNIT,
+        description="Commission on epoch rewards kept by the operator, in basis points: 0 (0%) to "
+        "10000 (100%).",
+    )
+    accepts_delegations: bool = Field(
+        default=True, description="Whether the pool accepts new delegations from token holders."
+    )
+    reputation_weight: str = Field(
+        default="1",
+        pattern=UNIT_RATIO_PATTERN,
+        max_length=11,
+        description="Reputation multiplier between 0 and 1 as a decimal string; 1 until the "
+        "reputation system is live.",
+    )
+
+    @property
+    def self_stake_base_units(self) -> int:
+        """Self stake in integer base units (1 INT = 10**9)."""
+        return parse_int_amount(self.self_stake)
+
+    @property
+    def delegated_stake_base_units(self) -> int:
+        """Delegated stake in integer base units."""
+        return parse_int_amount(self.delegated_stake)
+
+    @property
+    def total_stake_base_units(self) -> int:
+        """Self plus delegated stake in integer base units."""
+        return self.self_stake_base_units + self.delegated_stake_base_units
+
+    @property
+    def commission(self) -> Fraction:
+        """Commission as an exact fraction in [0, 1]."""
+        return Fraction(self.commission_bps, BPS_PER_UNIT)
+
+    @property
+    def reputation(self) -> Fraction:
+        """Reputation weight as an exact fraction in [0, 1]."""
+        return parse_unit_ratio(self.reputation_weight)
+
+    @property
+    def self_stake_ratio(self) -> Fraction | None:
+        """Self stake over total stake; None for a pool without stake."""
+        total = self.total_stake_base_units
+        return None if total == 0 else Fraction(self.self_stake_base_units, total)
+
+    @property
+    def meets_minimum_self_stake(self) -> bool:
+        """The announcement's rule: self stake is at least 10% of the pool's total stake."""
+        ratio = self.self_stake_ratio
+        return ratio is None or ratio >= MIN_SELF_STAKE_RATIO
+
+
+class OperatorPoolStatus(ApiModel):
+    """Observed state of an OperatorPool, aggregated over its InferenceNodes by the operator."""
+
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The .metadata.generation this status describes."
+    )
+    total_stake: str | None = Field(
+        default=None,
+        pattern=INT_AMOUNT_PATTERN,
+        max_length=INT_AMOUNT_MAX_LENGTH,
+        description="Self plus delegated stake, as an INT decimal string.",
+    )
+    validated_vram_mib: int | None = Field(
+        default=None,
+        ge=0,
+        alias="validatedVRAMMiB",
+        description="Total VRAM in MiB of the pool's validated GPUs; the denominator of vramShare.",
+    )
+    devices: int | None = Field(default=None, ge=0, description="Validated GPUs in the pool.")
+    ready_devices: int | None = Field(default=None, ge=0, description="Validated GPUs whose engine is ready.")
+    self_stake_ratio: str | None = Field(
+        default=None,
+        pattern=UNIT_RATIO_PATTERN,
+        max_length=11,
+        description="Self stake over total stake as a decimal string in [0, 1].",
+    )
+    conditions: list[Condition] = conditions_field(
+        "MinimumSelfStake is False when self stake is below 10% of the total; Ready"
+    )
+
+
+class OperatorPool(Resource):
+    """An operator's staking pool: self stake, delegations and commission."""
+
+    crd: ClassVar[CRDInfo] = CRDInfo(
+        kind="OperatorPool",
+        plural="operatorpools",
+        singular="operatorpool",
+        scope="Namespaced",
+        short_names=("opool",),
+        printer_columns=(
+            PrinterColumn("Self Stake", ".spec.selfStake", description="INT staked by the operator"),
+            PrinterColumn("Total Stake", ".status.totalStake", description="Self plus delegated INT"),
+            PrinterColumn("Commission", ".spec.commissionBps", "integer", "Commission in basis points"),
+            PrinterColumn("Devices", ".status.devices", "integer", "Validated GPUs"),
+            PrinterColumn("VRAM MiB", ".status.validatedVRAMMiB", "integer", "Validated VRAM"),
+            PrinterColumn("Self Ratio", ".status.selfStakeRatio", description="Self stake / total"),
+            PrinterColumn(
+                "Min Self Stake",
+                '.status.conditions[?(@.type=="MinimumSelfStake")].status',
+                description="Self stake >= 10% of total",
+            ),
+            PrinterColumn("Age", ".metadata.creationTimestamp", "date"),
+        ),
+        description="OperatorPool is an operator's staking pool: self stake, delegated stake and "
+        "commission. Its stake is shared over its GPUs in proportion to their VRAM.",
+    )
+
+    kind: Literal["OperatorPool"] = Field(default="OperatorPool", description="OperatorPool.")
+    spec: OperatorPoolSpec = Field(description="Desired state.")
+    status: OperatorPoolStatus | None = Field(default=None, description="Observed state.")
