@@ -1,0 +1,123 @@
+"""Operator settings, read from ``GPUFLEET_*`` environment variables.
+
+One object carries every tunable so that handlers, the planner and the benchmark all see the
+same values, and so that tests can build settings explicitly instead of patching globals.
+Each field is documented in docs/operator-settings.md.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+GROUP_PREFIX = "gpufleet.io"
+
+
+class OperatorSettings(BaseSettings):
+    """Everything the operator can be tuned with; env var = ``GPUFLEET_`` + upper-cased name."""
+
+    model_config = SettingsConfigDict(env_prefix="GPUFLEET_", extra="ignore", frozen=True)
+
+    # --- where to operate ---------------------------------------------------------------
+    namespace: str | None = Field(
+        default=None, description="Watch only this namespace; unset means cluster-wide."
+    )
+
+    # --- routing economics --------------------------------------------------------------
+    priority_k: Annotated[Decimal, Field(ge=0)] = Field(
+        default=Decimal("0.0001"),
+        description="k in priority = 1 + k * effective_stake_INT * reputation; unit 1/INT.",
+    )
+    default_reputation_weight: Annotated[Decimal, Field(ge=0, le=1)] = Field(
+        default=Decimal("1"), description="Reputation weight for pools that do not set one."
+    )
+    min_self_stake_bps: Annotated[int, Field(ge=0, le=10000)] = Field(
+        default=1000, description="Minimum self stake as basis points of the pool's total stake."
+    )
+    share_event_threshold: Annotated[Decimal, Field(ge=0, le=1)] = Field(
+        default=Decimal("0.05"),
+        description="Post a ShareChanged event when a device's VRAM share moves by more than this.",
+    )
+
+    # --- engine pods --------------------------------------------------------------------
+    default_engine_image: str | None = Field(
+        default=None,
+        description="Image used when no EngineRelease matches an InferenceNode's release selector.",
+    )
+    default_engine_version: str = Field(
+        default="0.0.0", description="Version label paired with default_engine_image."
+    )
+    agent_port: Annotated[int, Field(gt=0, lt=65536)] = 8080
+    engine_port: Annotated[int, Field(gt=0, lt=65536)] = 8000
+    service_account_name: str | None = Field(
+        default=None, description="Service account for engine pods; unset uses the namespace default."
+    )
+    gpu_resource_name: str = "nvidia.com/gpu"
+
+    # --- talking to agents --------------------------------------------------------------
+    agent_request_timeout_seconds: Annotated[float, Field(gt=0)] = Field(
+        default=5.0, description="Timeout of one pod-proxy request to an agent."
+    )
+    readiness_recheck_seconds: Annotated[float, Field(gt=0)] = Field(
+        default=2.0, description="First delay before re-asking a running, not yet ready agent."
+    )
+    readiness_recheck_max_seconds: Annotated[float, Field(gt=0)] = Field(
+        default=30.0, description="Cap of the exponential back-off between readiness re-checks."
+    )
+
+    # --- reconciliation -----------------------------------------------------------------
+    workers: Annotated[int, Field(ge=1, le=512)] = Field(
+        default=16, description="How many objects are reconciled concurrently."
+    )
+    pool_settle_seconds: Annotated[float, Field(ge=0)] = Field(
+        default=1.0,
+        description="Delay before re-sharing a pool after its validated VRAM or stake changed (batching).",
+    )
+    api_request_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
+    api_concurrency: Annotated[int, Field(ge=1, le=1024)] = Field(
+        default=64, description="Most API requests in flight at once from the reconciler."
+    )
+
+    # --- process ------------------------------------------------------------------------
+    liveness_endpoint: str | None = Field(
+        default="http://0.0.0.0:8081/healthz",
+        description="kopf liveness endpoint; empty disables it.",
+    )
+    peering_name: str | None = Field(
+        default=None,
+        description="kopf peering object name; unset runs standalone (deploy with replicas=1, Recreate).",
+    )
+    log_level: str = "INFO"
+
+    @field_validator("namespace", "default_engine_image", "peering_name", "liveness_endpoint",
+                     "service_account_name", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        """An empty env var means "unset", which is what a Helm chart writes for absent values."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("default_engine_image")
+    @classmethod
+    def _image_is_pinned(cls, value: str | None) -> str | None:
+        if value is not None and "@sha256:" not in value:
+            raise ValueError(
+                f"default_engine_image {value!r} must be pinned by digest (repo@sha256:<64 hex>)"
+            )
+        return value
+
+    @property
+    def finalizer(self) -> str:
+        return f"{GROUP_PREFIX}/finalizer"
+
+    @property
+    def annotation_prefix(self) -> str:
+        return GROUP_PREFIX
+
+    @property
+    def min_self_stake_ratio(self) -> Decimal:
+        return Decimal(self.min_self_stake_bps) / Decimal(10000)
