@@ -248,8 +248,8 @@ class OperatorMetrics:
         )
         self.rollout_results = Counter(
             "gpufleet_rollout_results_total",
-            "Finished rollouts by result (succeeded, rolled_back, halted, failed).",
-            ("namespace", "result"),
+            "Finished rollouts by result (succeeded, rolled_back, halted, failed) and failure reason.",
+            ("namespace", "result", "reason"),
             registry=r,
         )
         self.rollout_duration = Histogram(
@@ -257,6 +257,12 @@ class OperatorMetrics:
             "Wall time from the start of a rollout to its result.",
             ("result",),
             buckets=_ROLLOUT_BUCKETS,
+            registry=r,
+        )
+        self.release_halted = Gauge(
+            "gpufleet_engine_release_halted",
+            "1 while an EngineRelease's rollout is halted (failure budget spent), else 0.",
+            ("release", "version"),
             registry=r,
         )
         self.engine_releases = Gauge(
@@ -270,6 +276,7 @@ class OperatorMetrics:
         self._pool_series: dict[tuple[str, str], list[tuple[Gauge, tuple[str, ...]]]] = {}
         self._rollout_series: dict[tuple[str, str], list[tuple[Gauge, tuple[str, ...]]]] = {}
         self._release_series: list[tuple[str, ...]] = []
+        self._halted_series: dict[str, set[tuple[str, str]]] = {}
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -431,12 +438,30 @@ class OperatorMetrics:
             ],
         )
 
-    def record_rollout_result(self, namespace: str, result: str, duration_seconds: float) -> None:
+    def record_rollout_result(
+        self, namespace: str, result: str, duration_seconds: float, reason: str | None = None
+    ) -> None:
+        """Count one finished rollout; ``reason`` is the CamelCase failure reason (e.g. 'CrashLoop')."""
         _check_name("namespace", namespace)
         _check_choice("rollout result", result, ROLLOUT_RESULTS)
         _check_non_negative("duration_seconds", duration_seconds)
-        self.rollout_results.labels(namespace, result).inc()
+        if reason is not None:
+            _check_camel("rollout failure reason", reason)
+        self.rollout_results.labels(namespace, result, reason or "none").inc()
         self.rollout_duration.labels(result).observe(duration_seconds)
+
+    def set_release_halted(self, release: str, version: str, halted: bool) -> None:
+        """Mark an EngineRelease's rollout halted (1) or running (0)."""
+        _check_name("release name", release)
+        with self._lock:
+            self.release_halted.labels(release, version).set(1.0 if halted else 0.0)
+            self._halted_series.setdefault(release, set()).add((release, version))
+
+    def forget_release(self, release: str) -> None:
+        """Drop the halted series of a deleted EngineRelease (every version)."""
+        with self._lock:
+            for labels in self._halted_series.pop(release, set()):
+                self.release_halted.remove(*labels)
 
     def record_engine_releases(self, releases: Iterable[tuple[str, str, str]]) -> None:
         """Replace the set of known EngineReleases: ``(name, version, channel)`` triples."""
@@ -486,6 +511,8 @@ record_api_request = METRICS.record_api_request
 record_rollout = METRICS.record_rollout
 record_rollout_result = METRICS.record_rollout_result
 record_engine_releases = METRICS.record_engine_releases
+set_release_halted = METRICS.set_release_halted
+forget_release = METRICS.forget_release
 
 __all__ = [
     "API_VERBS",
@@ -499,6 +526,7 @@ __all__ = [
     "OperatorMetrics",
     "forget_inference_node",
     "forget_pool",
+    "forget_release",
     "record_api_request",
     "record_engine_releases",
     "record_inference_node",
@@ -506,5 +534,6 @@ __all__ = [
     "record_rollout",
     "record_rollout_result",
     "set_build_info",
+    "set_release_halted",
     "time_reconcile",
 ]

@@ -179,10 +179,28 @@ def test_rollout_state_is_one_series_per_node() -> None:
         target_version="1.1.0",
     )
     assert progress == 0.5
-    m.record_rollout_result("ns", "rolled_back", 120.0)
-    assert _value(m, "gpufleet_rollout_results_total", namespace="ns", result="rolled_back") == 1.0
+    m.record_rollout_result("ns", "rolled_back", 120.0, reason="CrashLoop")
+    m.record_rollout_result("ns", "succeeded", 60.0)
+    assert (
+        _value(m, "gpufleet_rollout_results_total", namespace="ns", result="rolled_back", reason="CrashLoop")
+        == 1.0
+    )
+    assert (
+        _value(m, "gpufleet_rollout_results_total", namespace="ns", result="succeeded", reason="none") == 1.0
+    )
+    assert _value(m, "gpufleet_rollout_duration_seconds_count", result="rolled_back") == 1.0
     m.forget_inference_node("ns", "n")
     assert _names_with_series(m, "gpufleet_rollout_state") == []
+
+
+def test_release_halted_flag_and_forget() -> None:
+    m = OperatorMetrics()
+    m.set_release_halted("v1-1-0", "1.1.0", True)
+    assert _value(m, "gpufleet_engine_release_halted", release="v1-1-0", version="1.1.0") == 1.0
+    m.set_release_halted("v1-1-0", "1.1.0", False)
+    assert _value(m, "gpufleet_engine_release_halted", release="v1-1-0", version="1.1.0") == 0.0
+    m.forget_release("v1-1-0")
+    assert _names_with_series(m, "gpufleet_engine_release_halted") == []
 
 
 def test_engine_releases_replaced_as_a_set() -> None:
@@ -229,6 +247,8 @@ def test_other_bad_inputs_are_rejected() -> None:
         m.record_api_request("get", "pods", 42, 0.1)
     with pytest.raises(MetricsInputError, match="rollout result"):
         m.record_rollout_result("ns", "ok", 1.0)
+    with pytest.raises(MetricsInputError, match="CamelCase"):
+        m.record_rollout_result("ns", "rolled_back", 1.0, reason="crash loop")
     with pytest.raises(MetricsInputError, match="updated_devices"):
         m.record_rollout("ns", "n", state="Progressing", current_version="1", target_version="2",
                          updated_devices=5, total_devices=4)  # fmt: skip
