@@ -11,9 +11,11 @@ Switches (environment):
   FAKE_ENGINE_CRASH_TIMES        only crash on the first N starts (needs FAKE_ENGINE_STATE_DIR)
   FAKE_ENGINE_HANG               startup (never listens) | health (health never answers)
   FAKE_ENGINE_HEALTH_FAIL        1: health answers 503
+  FAKE_ENGINE_HEALTH_FAIL_AFTER  seconds after start from which health answers 503
   FAKE_ENGINE_COMPLETION_FAIL    1: completions answer 500
   FAKE_ENGINE_COMPLETION_DELAY   seconds each completion takes (drain tests)
   FAKE_ENGINE_IGNORE_SIGTERM     1: ignore SIGTERM (the agent must escalate to SIGKILL)
+  FAKE_ENGINE_ABRUPT_SIGTERM     1: exit at once on SIGTERM, dropping in-flight requests
   FAKE_ENGINE_MAX_RUNNING        concurrent requests before new ones queue (default 8)
   FAKE_ENGINE_STATE_DIR          directory where each start appends {pid, argv, flavour} to starts.jsonl
 """
@@ -152,7 +154,9 @@ class FakeEngine:
     async def health(self, _: web.Request) -> web.Response:
         if self.env.get("FAKE_ENGINE_HANG") == "health":
             await asyncio.sleep(3600)
-        if self.env.get("FAKE_ENGINE_HEALTH_FAIL") == "1":
+        fail_after = self.env.get("FAKE_ENGINE_HEALTH_FAIL_AFTER")
+        late_failure = fail_after is not None and time.monotonic() - self.started >= float(fail_after)
+        if self.env.get("FAKE_ENGINE_HEALTH_FAIL") == "1" or late_failure:
             return web.Response(status=503, text="unhealthy\n")
         return web.Response(text="")
 
@@ -259,6 +263,8 @@ async def serve(argv: Sequence[str], env: Mapping[str, str]) -> int:
     stop = asyncio.Event()
     if env.get("FAKE_ENGINE_IGNORE_SIGTERM") == "1":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    elif env.get("FAKE_ENGINE_ABRUPT_SIGTERM") == "1":
+        loop.add_signal_handler(signal.SIGTERM, os._exit, 143)
     else:
         loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
