@@ -198,7 +198,7 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], path: str) -> dict[str,
                     non_null[0]["x-kubernetes-validations"] + rest["x-kubernetes-validations"]
                 )
             node = _resolve(folded, defs)
-        elif sorted(b.get("type") for b in non_null) == ["integer", "string"]:
+        elif sorted(str(b.get("type")) for b in non_null) == ["integer", "string"]:
             out.update(_int_or_string(non_null, path))
         else:
             raise SchemaError(f"{path}: only X|None and int|str unions are supported, got {branches}")
