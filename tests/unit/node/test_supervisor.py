@@ -67,8 +67,8 @@ async def harness() -> AsyncIterator[Harness]:
         await supervisor.client.close()
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 8.0) -> None:
-    deadline = time.monotonic() + timeout
+async def until(predicate: Callable[[], bool], within: float = 8.0) -> None:
+    deadline = time.monotonic() + within
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
@@ -118,7 +118,7 @@ async def test_crash_restarts_with_backoff_then_reports_crash_loop(harness: Harn
             backoffs.append(supervisor.reason)
         return supervisor.state is State.CRASH_LOOP
 
-    await until(seen, timeout=15)
+    await until(seen, within=15)
     assert not supervisor.ready
     assert "failed 4 times in a row" in supervisor.reason
     assert "exit code 3" in supervisor.reason
@@ -133,9 +133,13 @@ async def test_crash_restarts_with_backoff_then_reports_crash_loop(harness: Harn
 async def test_engine_that_crashes_twice_then_starts_becomes_ready(harness: Harness, tmp_path: Path) -> None:
     supervisor = harness.start(
         "sglang",
-        {"FAKE_ENGINE_CRASH_AFTER": "0", "FAKE_ENGINE_CRASH_TIMES": "2", "FAKE_ENGINE_STATE_DIR": str(tmp_path)},
+        {
+            "FAKE_ENGINE_CRASH_AFTER": "0",
+            "FAKE_ENGINE_CRASH_TIMES": "2",
+            "FAKE_ENGINE_STATE_DIR": str(tmp_path),
+        },
     )
-    await until(lambda: supervisor.ready, timeout=15)
+    await until(lambda: supervisor.ready, within=15)
     starts = [json.loads(line) for line in (tmp_path / "starts.jsonl").read_text().splitlines()]
     assert len(starts) == 3
     assert all(s["flavour"] == "sglang" and s["model"] == MODEL for s in starts)
@@ -150,7 +154,7 @@ async def test_hung_startup_is_killed_and_restarted(harness: Harness, tmp_path: 
         timings=timings,
         policy=RestartPolicy(base_delay=0.05, max_delay=0.05, crash_loop_limit=1),
     )
-    await until(lambda: supervisor.state is State.CRASH_LOOP, timeout=10)
+    await until(lambda: supervisor.state is State.CRASH_LOOP, within=10)
     assert "StartupTimeout" in supervisor.reason
     assert len((tmp_path / "starts.jsonl").read_text().splitlines()) == 2
     assert counter(supervisor, "gpufleet_node_engine_restarts_total", {"reason": "StartupTimeout"}) == 1
@@ -161,7 +165,8 @@ async def test_engine_that_turns_unhealthy_goes_not_ready_and_is_restarted(harne
     await until(lambda: supervisor.ready)
     await until(lambda: supervisor.state is State.UNHEALTHY)
     assert not supervisor.ready
-    await until(lambda: counter(supervisor, "gpufleet_node_engine_restarts_total", {"reason": "Unhealthy"}) == 1)
+    restarts = {"reason": "Unhealthy"}
+    await until(lambda: counter(supervisor, "gpufleet_node_engine_restarts_total", restarts) == 1)
 
 
 async def test_metrics_are_scraped_in_the_background(harness: Harness) -> None:
@@ -184,8 +189,10 @@ async def test_metrics_are_scraped_in_the_background(harness: Harness) -> None:
 
 async def test_drain_waits_for_in_flight_requests(harness: Harness) -> None:
     # An engine that drops requests on SIGTERM: only the agent's waiting can save this request.
-    supervisor = harness.start("vllm", {"FAKE_ENGINE_COMPLETION_DELAY": "0.8", "FAKE_ENGINE_ABRUPT_SIGTERM": "1"})
-    await until(lambda: supervisor.ready, timeout=10)
+    supervisor = harness.start(
+        "vllm", {"FAKE_ENGINE_COMPLETION_DELAY": "0.8", "FAKE_ENGINE_ABRUPT_SIGTERM": "1"}
+    )
+    await until(lambda: supervisor.ready, within=10)
     proc = supervisor.proc
     assert proc is not None
     url = supervisor.client.base_url + "/v1/completions"
@@ -212,7 +219,7 @@ async def test_drain_waits_for_in_flight_requests(harness: Harness) -> None:
 
 async def test_drain_kills_an_engine_that_ignores_sigterm(harness: Harness) -> None:
     supervisor = harness.start("sglang", {"FAKE_ENGINE_IGNORE_SIGTERM": "1"})
-    await until(lambda: supervisor.ready, timeout=10)
+    await until(lambda: supervisor.ready, within=10)
     proc = supervisor.proc
     assert proc is not None
     started = time.monotonic()
