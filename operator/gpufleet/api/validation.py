@@ -358,7 +358,10 @@ def _schema_error(error: jsonschema.ValidationError) -> FieldError:
         return FieldError(where, "Too many", f"{len(value)}: must have at most {schema_value} items")
     if validator == "anyOf" and _is_int_or_string(error.schema):
         return FieldError(
-            where, "Invalid value", f"{shown}: {where} in body must be an integer or a string", cause=TYPE_INVALID
+            where,
+            "Invalid value",
+            f"{shown}: {where} in body must be an integer or a string",
+            cause=TYPE_INVALID,
         )
     messages = {
         "minimum": f"should be greater than or equal to {schema_value}",

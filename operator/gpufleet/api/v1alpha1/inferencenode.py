@@ -174,12 +174,12 @@ class ResourceOverrides(ApiModel):
             "x-kubernetes-validations": [
                 cel(
                     "!has(self.requests) || !('nvidia.com/gpu' in self.requests)",
-                    "nvidia.com/gpu is set by the operator (one GPU per engine pod)",
+                    "requests must not set nvidia.com/gpu: the operator gives each engine pod one GPU",
                     field_path=".requests",
                 ),
                 cel(
                     "!has(self.limits) || !('nvidia.com/gpu' in self.limits)",
-                    "nvidia.com/gpu is set by the operator (one GPU per engine pod)",
+                    "limits must not set nvidia.com/gpu: the operator gives each engine pod one GPU",
                     field_path=".limits",
                 ),
             ]
@@ -198,7 +198,9 @@ class ResourceOverrides(ApiModel):
     def _no_gpu_override(self) -> ResourceOverrides:
         for which, values in (("requests", self.requests), ("limits", self.limits)):
             if "nvidia.com/gpu" in values:
-                raise rule_error(which, "nvidia.com/gpu is set by the operator (one GPU per engine pod)")
+                raise rule_error(
+                    which, f"{which} must not set nvidia.com/gpu: the operator gives each engine pod one GPU"
+                )
         return self
 
 
