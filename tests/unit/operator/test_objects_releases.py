@@ -1,0 +1,71 @@
+"""Views of raw bodies and release selection."""
+
+from __future__ import annotations
+
+import pytest
+
+from gpufleet.objects import InodeView, InvalidObject, NodeView, PoolView, ReleaseView
+from gpufleet.releases import select_release, semver_key
+from tests.unit.operator.bodies import inode_body, node_body, pool_body
+
+
+def rel(name: str, version: str, channel: str | None = "stable") -> ReleaseView:
+    spec = {"version": version, "image": f"r@sha256:{'0' * 64}", "channel": channel}
+    return ReleaseView.from_body({"metadata": {"name": name}, "spec": spec})
+
+
+def test_inode_view_reads_spec() -> None:
+    view = InodeView.from_body(inode_body("b", gpu_count=2))
+    assert (view.pool, view.node_name, view.gpu_count, view.engine) == ("pool-a", "node-1", 2, "auto")
+    assert view.models[0].max_model_len == 8192
+
+
+@pytest.mark.parametrize(
+    ("mutate", "needle"),
+    [
+        (lambda s: s.pop("poolRef"), "poolRef"),
+        (lambda s: s.pop("nodeName"), "nodeName"),
+        (lambda s: s.update(models=[]), "models"),
+        (lambda s: s.update(gpuCount=-1), "gpuCount"),
+    ],
+)
+def test_inode_view_rejects_unusable_specs(mutate, needle: str) -> None:  # type: ignore[no-untyped-def]
+    body = inode_body()
+    mutate(body["spec"])
+    with pytest.raises(InvalidObject, match=needle):
+        InodeView.from_body(body)
+
+
+def test_pool_view_stakes_in_base_units() -> None:
+    pool = PoolView.from_body(pool_body(self_stake="10", delegated="90.5", reputation="0.9"))
+    assert pool.total_stake == 100_500_000_000
+    assert str(pool.reputation_weight) == "0.9"
+    with pytest.raises(InvalidObject, match="reputationWeight"):
+        PoolView.from_body(pool_body(reputation="2"))
+    with pytest.raises(InvalidObject, match="OperatorPool fleet/pool-a"):
+        PoolView.from_body(pool_body(self_stake="1.5e"))
+
+
+def test_node_view_keeps_only_gpu_labels() -> None:
+    node = NodeView.from_body(node_body(count=8))
+    assert node.allocatable_gpus == 8
+    assert "kubernetes.io/hostname" not in node.labels
+    assert node.labels["nvidia.com/gpu.count"] == "8"
+
+
+def test_channel_picks_newest_and_pin_wins() -> None:
+    releases = [
+        rel("a", "1.2.0"),
+        rel("b", "1.10.0"),
+        rel("c", "1.11.0-rc.1"),
+        rel("d", "2.0.0", "candidate"),
+    ]
+    chosen = select_release(releases, channel="stable", version=None)
+    assert chosen is not None
+    assert chosen.name == "c"
+    assert select_release(releases, channel=None, version="1.2.0").name == "a"  # type: ignore[union-attr]
+    assert select_release(releases, channel="nightly", version=None) is None
+    assert select_release(releases, channel="stable", version="9.9.9") is None
+    assert semver_key("1.0.0-rc.1") < semver_key("1.0.0")
+    with pytest.raises(ValueError, match="semantic version"):
+        semver_key("1.0")
