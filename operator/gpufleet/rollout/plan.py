@@ -312,6 +312,13 @@ def _rest(ctx: _Ctx) -> None:
             return
     if ctx.target is None or str(ctx.target.version) == plan.current_version:
         return
+    failure = state.failure
+    if (
+        failure is not None
+        and failure.version == str(ctx.target.version)
+        and failure.resume_count >= ctx.target.resume_count
+    ):
+        return  # already failed here: only a resume of the release lets this node try again
     ctx.set(
         phase=Phase.PRE_CHECK,
         release=ctx.target.name,

@@ -72,7 +72,7 @@ class Hold:
 
 @dataclass(frozen=True)
 class Selection:
-    """The release a node should run (``None``: stay where it is) and the newer ones it skipped."""
+    """The release a node should move to (``None``: stay where it is) and the newer ones it skipped."""
 
     target: ReleaseView | None
     holds: tuple[Hold, ...] = field(default_factory=tuple)
@@ -176,7 +176,7 @@ def select_release(
             )
         release = matches[0]
         if current is not None and release.version == current:
-            return Selection(release, (), "UpToDate", f"running pinned version {pinned_version}")
+            return Selection(None, (), "UpToDate", f"running pinned version {pinned_version}")
         blocked = _hold_for(release, hardware, failure, current=current, approved_major=None, gate=False)
         if blocked is not None:
             return Selection(None, (blocked,), blocked.reason.value, blocked.message)
@@ -190,8 +190,6 @@ def select_release(
         if release.channel not in followed:
             continue
         if current is not None and release.version <= current:
-            if release.version == current:
-                return Selection(release, tuple(holds), "UpToDate", f"running {current}")
             break
         blocked = _hold_for(
             release, hardware, failure, current=current, approved_major=approved_major, gate=True
