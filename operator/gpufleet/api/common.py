@@ -62,7 +62,7 @@ def rule_error(field_name: str, message: str) -> PydanticCustomError:
     ``gpufleet.api.validation.pydantic_field_errors`` appends ``field`` to the error location so
     that the model and the API server report the same path.
     """
-    return PydanticCustomError("gpufleet_rule", "{field}: " + message, {"field": field_name})
+    return PydanticCustomError("gpufleet_rule", message, {"field": field_name})
 
 
 @dataclass(frozen=True)

@@ -87,13 +87,13 @@ class CompiledCRD:
             return [FieldError("<root>", "Invalid value", f"expected an object, got {type(obj).__name__}")]
         api_version = obj.get("apiVersion")
         if obj.get("kind") != self.kind:
-            return [FieldError("kind", "Invalid value", f"{obj.get('kind')!r}: expected {self.kind!r}")]
+            return [FieldError("kind", "Invalid value", f"{json.dumps(obj.get('kind'))}: expected {self.kind}")]
         compiled = self._versions.get(str(api_version))
         if compiled is None:
-            supported = ", ".join(sorted(self._versions))
+            supported = ", ".join(json.dumps(v) for v in sorted(self._versions))
             return [
                 FieldError(
-                    "apiVersion", "Unsupported value", f"{api_version!r}: supported values: {supported}"
+                    "apiVersion", "Unsupported value", f"{json.dumps(api_version)}: supported values: {supported}"
                 )
             ]
         return compiled.validate(obj, old)
@@ -337,7 +337,7 @@ def _schema_error(error: jsonschema.ValidationError) -> FieldError:
         return FieldError(_join(path, field), "Required value", "")
     where = path or "<root>"
     if validator == "enum":
-        supported = ", ".join(json.dumps(v) for v in schema_value)
+        supported = ", ".join(json.dumps(v) for v in schema_value if v is not None)
         return FieldError(where, "Unsupported value", f"{shown}: supported values: {supported}")
     if validator == "type":
         expected = schema_value if isinstance(schema_value, str) else " or ".join(

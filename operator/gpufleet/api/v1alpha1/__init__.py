@@ -1,7 +1,12 @@
 """gpufleet.io/v1alpha1: the InferenceNode, OperatorPool and EngineRelease kinds."""
 
 from gpufleet.api.common import API_VERSION, GROUP, VERSION, Condition, LocalObjectReference, ObjectMeta
-from gpufleet.api.v1alpha1.enginerelease import EngineRelease, EngineReleaseSpec, EngineVersions
+from gpufleet.api.v1alpha1.enginerelease import (
+    EngineRelease,
+    EngineReleaseSpec,
+    EngineReleaseStatus,
+    EngineVersions,
+)
 from gpufleet.api.v1alpha1.inferencenode import (
     DeviceStatus,
     DeviceValidation,
@@ -18,6 +23,7 @@ from gpufleet.api.v1alpha1.operatorpool import (
     OperatorPool,
     OperatorPoolSpec,
     OperatorPoolStatus,
+    PoolUpdatePolicy,
 )
 
 #: Every kind of this version, in the order CRDs are generated and documented.
@@ -34,6 +40,7 @@ __all__ = [
     "DeviceValidation",
     "EngineRelease",
     "EngineReleaseSpec",
+    "EngineReleaseStatus",
     "EngineVersions",
     "InferenceNode",
     "InferenceNodeSpec",
@@ -44,6 +51,7 @@ __all__ = [
     "OperatorPool",
     "OperatorPoolSpec",
     "OperatorPoolStatus",
+    "PoolUpdatePolicy",
     "ReleaseSelector",
     "ResourceOverrides",
     "UpdatePolicy",

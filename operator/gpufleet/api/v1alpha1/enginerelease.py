@@ -6,7 +6,17 @@ from typing import ClassVar, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from gpufleet.api.common import SEMVER_PATTERN, ApiModel, CRDInfo, PrinterColumn, Resource, cel, rule_error
+from gpufleet.api.common import (
+    SEMVER_PATTERN,
+    ApiModel,
+    Condition,
+    CRDInfo,
+    PrinterColumn,
+    Resource,
+    cel,
+    conditions_field,
+    rule_error,
+)
 from gpufleet.api.v1alpha1.inferencenode import Channel, ConcreteEngine
 
 #: ``repository@sha256:<64 hex>``: images are referenced by digest so a release is immutable.
@@ -94,6 +104,19 @@ class EngineReleaseSpec(ApiModel):
         default=None, description="Version of each bundled engine."
     )
     notes: str | None = Field(default=None, max_length=4096, description="Release notes for humans.")
+    failure_budget: int = Field(
+        default=3,
+        ge=1,
+        le=10_000,
+        description="How many InferenceNodes may fail this release and roll back before it is halted "
+        "fleet-wide (no further node starts it until it is resumed).",
+    )
+    resume_count: int = Field(
+        default=0,
+        ge=0,
+        description="Increment to resume a halted release: failures recorded before the increment no "
+        "longer count against the budget and the nodes that failed may try again.",
+    )
 
     @model_validator(mode="after")
     def _versions_match_engines(self) -> EngineReleaseSpec:
@@ -109,6 +132,28 @@ class EngineReleaseSpec(ApiModel):
         return self
 
 
+class EngineReleaseStatus(ApiModel):
+    """Fleet-wide rollout state of a release, written by the operator."""
+
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The .metadata.generation this status describes."
+    )
+    halted: bool = Field(
+        default=False, description="True when the failure budget is spent: no further node starts it."
+    )
+    halted_at: str | None = Field(default=None, max_length=64, description="When it was halted (RFC 3339).")
+    failed_nodes: list[str] = Field(
+        default_factory=list,
+        max_length=1024,
+        description="InferenceNodes (namespace/name) that failed this release and rolled back since the "
+        "last resume; they count against failureBudget.",
+    )
+    observed_resume_count: int | None = Field(
+        default=None, ge=0, description="The spec.resumeCount last acted upon."
+    )
+    conditions: list[Condition] = conditions_field("Halted")
+
+
 class EngineRelease(Resource):
     """A published, immutable version of the unified engine image."""
 
@@ -122,6 +167,7 @@ class EngineRelease(Resource):
             PrinterColumn("Version", ".spec.version", description="Semantic version"),
             PrinterColumn("Channel", ".spec.channel", description="Release channel"),
             PrinterColumn("Min Driver", ".spec.minDriverVersion", description="Lowest NVIDIA driver"),
+            PrinterColumn("Halted", ".status.halted", "boolean", "Halted after its failure budget"),
             PrinterColumn("Image", ".spec.image", description="Image by digest", priority=1),
             PrinterColumn("Age", ".metadata.creationTimestamp", "date"),
         ),
@@ -131,3 +177,4 @@ class EngineRelease(Resource):
 
     kind: Literal["EngineRelease"] = Field(default="EngineRelease", description="EngineRelease.")
     spec: EngineReleaseSpec = Field(description="Desired state.")
+    status: EngineReleaseStatus | None = Field(default=None, description="Observed state.")

@@ -368,6 +368,8 @@ class InferenceNode(Resource):
             PrinterColumn("Ready", ".status.readyDevices", "integer", "Devices ready"),
             PrinterColumn("Engine", ".spec.engine", description="Engine preference"),
             PrinterColumn("Version", ".status.currentVersion", description="Engine version running"),
+            PrinterColumn("Target", ".status.targetVersion", description="Engine version being rolled out"),
+            PrinterColumn("Rollout", ".status.rollout.phase", description="Engine rollout phase"),
             PrinterColumn(
                 "Status", '.status.conditions[?(@.type=="Ready")].status', description="Ready condition"
             ),

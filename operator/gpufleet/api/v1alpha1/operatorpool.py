@@ -15,11 +15,28 @@ from gpufleet.api.quantity import (
     parse_int_amount,
     parse_unit_ratio,
 )
+from gpufleet.api.v1alpha1.inferencenode import MaxUnavailable
 
 #: The announcement's global minimum self-stake: 10% of the pool's total stake.
 MIN_SELF_STAKE_RATIO = Fraction(1, 10)
 #: Commission is stored in basis points: 10000 = 100%.
 BPS_PER_UNIT = 10_000
+
+
+class PoolUpdatePolicy(ApiModel):
+    """Engine update limits that apply across all InferenceNodes of the pool."""
+
+    max_unavailable: MaxUnavailable = Field(
+        default="10%",
+        description="Devices of the whole pool that engine updates may make unavailable at once: a "
+        "count >= 1 or a percentage (1%-100%) of the pool's devices, rounded down but at least one.",
+    )
+    approved_major_version: int | None = Field(
+        default=None,
+        ge=0,
+        description="Highest major engine version approved for every node of the pool (a node's own "
+        "approvedMajorVersion also counts).",
+    )
 
 
 class OperatorPoolSpec(ApiModel):
@@ -54,6 +71,11 @@ class OperatorPoolSpec(ApiModel):
         max_length=11,
         description="Reputation multiplier between 0 and 1 as a decimal string; 1 until the "
         "reputation system is live.",
+    )
+    update_policy: PoolUpdatePolicy = Field(
+        default_factory=PoolUpdatePolicy,
+        description="Pool-wide limits for engine updates.",
+        json_schema_extra={"default": {}},
     )
 
     @property
