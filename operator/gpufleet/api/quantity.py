@@ -11,6 +11,9 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 from fractions import Fraction
+from typing import Annotated
+
+from pydantic import AfterValidator, Field
 
 #: Base units per INT (nine decimals, like SPL tokens with 9 decimals).
 BASE_UNITS_PER_INT = 10**9
@@ -94,3 +97,27 @@ def _explain_bad_amount(value: str) -> str:
     if len(whole) > 1 and whole.startswith("0"):
         return f"INT amount must not have leading zeros, got {value!r}"
     return f"INT amount must be a decimal string like '100000' or '12.5', got {value!r}"
+
+
+def _check_amount(value: str) -> str:
+    parse_int_amount(value)
+    return value
+
+
+def _check_ratio(value: str) -> str:
+    parse_unit_ratio(value)
+    return value
+
+
+#: An INT amount field: a string the CRD checks by pattern and the model explains when wrong.
+IntAmount = Annotated[
+    str,
+    AfterValidator(_check_amount),
+    Field(max_length=INT_AMOUNT_MAX_LENGTH, json_schema_extra={"pattern": INT_AMOUNT_PATTERN}),
+]
+#: A decimal ratio in [0, 1] (reputation weight, self-stake ratio).
+UnitRatio = Annotated[
+    str,
+    AfterValidator(_check_ratio),
+    Field(max_length=11, json_schema_extra={"pattern": UNIT_RATIO_PATTERN}),
+]

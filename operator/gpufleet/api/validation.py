@@ -87,13 +87,16 @@ class CompiledCRD:
             return [FieldError("<root>", "Invalid value", f"expected an object, got {type(obj).__name__}")]
         api_version = obj.get("apiVersion")
         if obj.get("kind") != self.kind:
-            return [FieldError("kind", "Invalid value", f"{json.dumps(obj.get('kind'))}: expected {self.kind}")]
+            got = json.dumps(obj.get("kind"))
+            return [FieldError("kind", "Invalid value", f"{got}: expected {self.kind}")]
         compiled = self._versions.get(str(api_version))
         if compiled is None:
             supported = ", ".join(json.dumps(v) for v in sorted(self._versions))
             return [
                 FieldError(
-                    "apiVersion", "Unsupported value", f"{json.dumps(api_version)}: supported values: {supported}"
+                    "apiVersion",
+                    "Unsupported value",
+                    f"{json.dumps(api_version)}: supported values: {supported}",
                 )
             ]
         return compiled.validate(obj, old)

@@ -19,7 +19,7 @@ from gpufleet.api.common import (
     conditions_field,
     rule_error,
 )
-from gpufleet.api.quantity import INT_AMOUNT_MAX_LENGTH, INT_AMOUNT_PATTERN
+from gpufleet.api.quantity import IntAmount
 
 Engine = Literal["auto", "vllm", "sglang"]
 ConcreteEngine = Literal["vllm", "sglang"]
@@ -298,10 +298,8 @@ class DeviceStatus(ApiModel):
         le=1,
         description="This GPU's VRAM over the pool's total validated VRAM (0..1).",
     )
-    effective_stake: str | None = Field(
+    effective_stake: IntAmount | None = Field(
         default=None,
-        pattern=INT_AMOUNT_PATTERN,
-        max_length=INT_AMOUNT_MAX_LENGTH,
         description="Pool stake times vramShare, as an INT decimal string.",
     )
     priority_score: float | None = Field(

@@ -8,13 +8,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from gpufleet.api.common import ApiModel, Condition, CRDInfo, PrinterColumn, Resource, conditions_field
-from gpufleet.api.quantity import (
-    INT_AMOUNT_MAX_LENGTH,
-    INT_AMOUNT_PATTERN,
-    UNIT_RATIO_PATTERN,
-    parse_int_amount,
-    parse_unit_ratio,
-)
+from gpufleet.api.quantity import IntAmount, UnitRatio, parse_int_amount, parse_unit_ratio
 from gpufleet.api.v1alpha1.inferencenode import MaxUnavailable
 
 #: The announcement's global minimum self-stake: 10% of the pool's total stake.
@@ -42,16 +36,12 @@ class PoolUpdatePolicy(ApiModel):
 class OperatorPoolSpec(ApiModel):
     """Configuration and stake of an operator pool, mirrored from the staking protocol."""
 
-    self_stake: str = Field(
-        pattern=INT_AMOUNT_PATTERN,
-        max_length=INT_AMOUNT_MAX_LENGTH,
+    self_stake: IntAmount = Field(
         description="INT staked by the operator itself, as a decimal string with at most 9 decimals "
         "(e.g. \"100000\" or \"12.5\"); never a float.",
     )
-    delegated_stake: str = Field(
+    delegated_stake: IntAmount = Field(
         default="0",
-        pattern=INT_AMOUNT_PATTERN,
-        max_length=INT_AMOUNT_MAX_LENGTH,
         description="INT delegated to the pool by token holders, as a decimal string with at most 9 "
         "decimals.",
     )
@@ -65,10 +55,8 @@ class OperatorPoolSpec(ApiModel):
     accepts_delegations: bool = Field(
         default=True, description="Whether the pool accepts new delegations from token holders."
     )
-    reputation_weight: str = Field(
+    reputation_weight: UnitRatio = Field(
         default="1",
-        pattern=UNIT_RATIO_PATTERN,
-        max_length=11,
         description="Reputation multiplier between 0 and 1 as a decimal string; 1 until the "
         "reputation system is live.",
     )
@@ -122,10 +110,8 @@ class OperatorPoolStatus(ApiModel):
     observed_generation: int | None = Field(
         default=None, ge=0, description="The .metadata.generation this status describes."
     )
-    total_stake: str | None = Field(
+    total_stake: IntAmount | None = Field(
         default=None,
-        pattern=INT_AMOUNT_PATTERN,
-        max_length=INT_AMOUNT_MAX_LENGTH,
         description="Self plus delegated stake, as an INT decimal string.",
     )
     validated_vram_mib: int | None = Field(
@@ -136,10 +122,8 @@ class OperatorPoolStatus(ApiModel):
     )
     devices: int | None = Field(default=None, ge=0, description="Validated GPUs in the pool.")
     ready_devices: int | None = Field(default=None, ge=0, description="Validated GPUs whose engine is ready.")
-    self_stake_ratio: str | None = Field(
+    self_stake_ratio: UnitRatio | None = Field(
         default=None,
-        pattern=UNIT_RATIO_PATTERN,
-        max_length=11,
         description="Self stake over total stake as a decimal string in [0, 1].",
     )
     conditions: list[Condition] = conditions_field(
