@@ -35,6 +35,7 @@ from prometheus_client import (
     generate_latest,
     start_http_server,
 )
+from prometheus_client.metrics_core import Metric
 
 #: 1 INT = 10^9 base units (contracts.md, OperatorPool).
 BASE_UNITS_PER_INT: Final = 10**9
@@ -486,16 +487,30 @@ class OperatorMetrics:
 
     def sample_names(self) -> frozenset[str]:
         """Every sample name this registry can expose, whether or not a series exists yet."""
-        names: set[str] = set()
-        for family in self.registry.collect():
-            suffixes = {
-                "counter": ("_total", "_created"),
-                "gauge": ("",),
-                "histogram": ("_bucket", "_count", "_sum", "_created"),
-                "info": ("_info",),
-            }.get(family.type, ("",))
-            names.update(family.name + s for s in suffixes)
-        return frozenset(names)
+        return family_sample_names(self.registry.collect())
+
+
+_SUFFIXES: Final[dict[str, tuple[str, ...]]] = {
+    "counter": ("_total", "_created"),
+    "gauge": ("",),
+    "histogram": ("_bucket", "_count", "_sum", "_created"),
+    "summary": ("", "_count", "_sum", "_created"),
+    "info": ("_info",),
+    "stateset": ("",),
+    "gaugehistogram": ("_bucket", "_gcount", "_gsum"),
+}
+
+
+def family_sample_names(families: Iterable[Metric]) -> frozenset[str]:
+    """The sample names (what PromQL selects) of metric families, derived from their types.
+
+    Derived rather than read from samples because a labelled metric has no sample until its first
+    label set is recorded, yet dashboards must be able to reference it.
+    """
+    names: set[str] = set()
+    for family in families:
+        names.update(family.name + suffix for suffix in _SUFFIXES.get(family.type, ("",)))
+    return frozenset(names)
 
 
 #: The operator's metrics. Import this (or the helpers below) from controllers.
@@ -524,6 +539,7 @@ __all__ = [
     "DeviceSample",
     "MetricsInputError",
     "OperatorMetrics",
+    "family_sample_names",
     "forget_inference_node",
     "forget_pool",
     "forget_release",
