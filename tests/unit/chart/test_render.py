@@ -270,3 +270,26 @@ def test_notes_tell_the_user_what_to_do_next() -> None:
     scoped = render(VARIANTS["namespace-scope"])["gpufleet/templates/NOTES.txt"]
     assert 'namespace "fleet"' in scoped
     assert "-n fleet" in scoped
+
+
+@pytest.mark.parametrize(
+    ("kind", "corrupt", "message"),
+    [
+        ("Deployment", lambda o: o["spec"]["template"]["spec"].update(replica=2), "replica"),
+        ("ClusterRole", lambda o: o["rules"][0].update(verbs="get"), "is not of type 'array'"),
+        ("Service", lambda o: o["spec"]["ports"][0].update(port="eighty"), "eighty"),
+    ],
+)
+def test_the_validator_really_rejects_broken_objects(kind: str, corrupt: Any, message: str) -> None:
+    # Guards the tests above against a validator that silently accepts anything.
+    obj = one(objects(), kind)
+    corrupt(obj)
+    with pytest.raises(kv.ValidationError, match=message):
+        _validate(obj)
+
+
+def test_monitor_schemas_reject_unknown_fields() -> None:
+    sm = one(objects(VARIANTS["servicemonitor"]), "ServiceMonitor")
+    sm["spec"]["endpoints"][0]["intervall"] = "30s"
+    with pytest.raises(jsonschema.ValidationError, match="intervall"):
+        _validate(sm)
