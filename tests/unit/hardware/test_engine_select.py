@@ -301,3 +301,15 @@ def test_selection_is_total_deterministic_and_consistent(
     assert first.command is not None
     assert model.name in first.command
     assert first.tensor_parallel_size == len(devices)
+
+
+def test_decision_table_doc_lists_every_rule_in_order() -> None:
+    from pathlib import Path
+
+    from gpufleet.hardware.validation import REASONS
+
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "engine-selection.md").read_text()
+    positions = [doc.index(f"| `{rule}` |") for rule in RULES]
+    assert positions == sorted(positions)
+    for reason in REASONS:
+        assert f"`{reason}`" in doc
