@@ -1,1 +1,28 @@
-"""gpufleet.devcluster."""
+"""A Kubernetes API emulator with a simulated kubelet and node agents, for tests, benchmarks and the demo.
+
+See docs/devcluster.md. The real `kubernetes` client and kopf talk to it unmodified through the
+kubeconfig it writes.
+"""
+
+from gpufleet.devcluster.agents import PROFILE_ANNOTATION, Agents
+from gpufleet.devcluster.cluster import DevCluster, NodeSpec, ThreadedCluster, env_with_kubeconfig
+from gpufleet.devcluster.errors import APIError
+from gpufleet.devcluster.kubelet import Behaviour, Kubelet, KubeletConfig
+from gpufleet.devcluster.server import RequestLog
+from gpufleet.devcluster.store import Event, Store
+
+__all__ = [
+    "PROFILE_ANNOTATION",
+    "APIError",
+    "Agents",
+    "Behaviour",
+    "DevCluster",
+    "Event",
+    "Kubelet",
+    "KubeletConfig",
+    "NodeSpec",
+    "RequestLog",
+    "Store",
+    "ThreadedCluster",
+    "env_with_kubeconfig",
+]

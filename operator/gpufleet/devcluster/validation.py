@@ -1,0 +1,54 @@
+"""Custom resource validation on writes: defaults, pruning, schema and CEL, answered with 422."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from gpufleet.devcluster import errors
+from gpufleet.devcluster.resources import JsonObj, ResourceType
+
+_TOKEN = re.compile(r"([^.\[\]]+)|\[([^\]]*)\]")
+
+
+def _prune(obj: Any, path: str) -> None:
+    tokens = [m.group(1) if m.group(1) is not None else m.group(2) for m in _TOKEN.finditer(path)]
+    cur = obj
+    for tok in tokens[:-1]:
+        if isinstance(cur, list) and tok.isdigit() and int(tok) < len(cur):
+            cur = cur[int(tok)]
+        elif isinstance(cur, dict) and tok in cur:
+            cur = cur[tok]
+        else:
+            return
+    if isinstance(cur, dict) and tokens:
+        cur.pop(tokens[-1], None)
+
+
+def schema_validator(
+    rtype: ResourceType, obj: JsonObj, old: JsonObj | None, *, strict: bool = False
+) -> JsonObj:
+    """Default, prune unknown fields (or reject them when strict) and validate, like the real server.
+
+    Returns the object as it would be stored; raises a 422 APIError naming each failing field.
+    """
+    if rtype.crd is None:
+        return obj
+    from gpufleet.api.validation import compile_crd
+
+    compiled = compile_crd(rtype.crd)
+    stored = compiled.default(obj)
+    problems = compiled.validate(stored, old)
+    unknown = [e for e in problems if e.type == "Unknown field"]
+    if unknown and not strict:
+        for e in unknown:
+            _prune(stored, e.path)
+        problems = [e for e in problems if e.type != "Unknown field"]
+    if problems:
+        raise errors.invalid(
+            rtype.kind,
+            rtype.group,
+            str(obj.get("metadata", {}).get("name", "")),
+            [(e.path, f"{e.type}: {e.message}" if e.message else e.type) for e in problems],
+        )
+    return stored

@@ -1,0 +1,55 @@
+"""A fresh emulated cluster per test, on its own thread, and real `kubernetes` clients for it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config
+
+from gpufleet.devcluster import DevCluster, KubeletConfig, NodeSpec, ThreadedCluster
+
+ROOT = Path(__file__).resolve().parents[3]
+CRDS = ROOT / "crds"
+FIXTURE_CRDS = ROOT / "tests" / "fixtures" / "devcluster"
+
+
+@pytest.fixture
+def cluster() -> Iterator[ThreadedCluster]:
+    dc = DevCluster(
+        crd_dir=[CRDS, FIXTURE_CRDS],
+        nodes=[NodeSpec("gpu-0"), NodeSpec("gpu-1", profile="l4-x1")],
+        kubelet_config=KubeletConfig(start_delay=0.01, ready_delay=0.01),
+        bookmark_interval=0.2,
+    )
+    with dc.run_in_thread() as tc:
+        yield tc
+
+
+@pytest.fixture
+def api(cluster: ThreadedCluster) -> Iterator[client.ApiClient]:
+    api_client = config.new_client_from_config(str(cluster.kubeconfig_path))
+    yield api_client
+    api_client.close()
+
+
+@pytest.fixture
+def core(api: client.ApiClient) -> client.CoreV1Api:
+    return client.CoreV1Api(api)
+
+
+@pytest.fixture
+def custom(api: client.ApiClient) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(api)
+
+
+def pod_body(name: str, *, node: str | None = "gpu-0", labels: dict[str, str] | None = None,
+             image: str = "engine:1", gpus: int = 1, gates: bool = False) -> dict[str, object]:
+    spec: dict[str, object] = {"containers": [{"name": "engine", "image": image,
+                                               "resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}]}
+    if node is not None:
+        spec["nodeName"] = node
+    if gates:
+        spec["readinessGates"] = [{"conditionType": "gpufleet.io/engine-ready"}]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels or {}}, "spec": spec}
