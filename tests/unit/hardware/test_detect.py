@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes.util
+import json
+import os
 import sys
 import types
 from pathlib import Path
@@ -210,3 +213,22 @@ def test_host_info_without_proc_still_answers(tmp_path: Path) -> None:
 )  # fmt: skip
 def test_architecture_for_cc(cc: tuple[int, int], family: str) -> None:
     assert architecture_for_cc(*cc) == family
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(ctypes.util.find_library("nvidia-ml") is None, reason="needs an NVIDIA driver (NVML)")
+def test_real_nvml_backend_on_this_machine(tmp_path: Path) -> None:
+    """On a GPU machine: NVML answers, every GPU is in the catalog and valid; the report is recorded.
+
+    Set GPUFLEET_RECORD_PROFILE=<dir> to keep the report as a new profile fixture.
+    """
+    from gpufleet.hardware.catalog import load_catalog
+    from gpufleet.hardware.validation import validate_report
+
+    report = detect()
+    assert report.devices
+    results = validate_report(report, load_catalog())
+    record_dir = Path(os.environ.get("GPUFLEET_RECORD_PROFILE", tmp_path))
+    record_dir.mkdir(parents=True, exist_ok=True)
+    (record_dir / "detected.json").write_text(json.dumps(report.model_dump(mode="json"), indent=2))
+    assert [r.reason for r in results] == ["Valid"] * len(report.devices), [r.message for r in results]
