@@ -263,6 +263,7 @@ class PodView:
     ready: bool
     conditions: tuple[Mapping[str, Any], ...] = ()
     owner_uid: str | None = None
+    resource_version: str = ""
 
     @classmethod
     def from_body(cls, body: Body) -> PodView:
@@ -300,6 +301,7 @@ class PodView:
             ready=ready,
             conditions=conds,
             owner_uid=owner,
+            resource_version=str(meta.get("resourceVersion") or ""),
         )
 
     @property

@@ -76,6 +76,9 @@ class OperatorSettings(BaseSettings):
         default=1.0,
         description="Delay before re-sharing a pool after its validated VRAM or stake changed (batching).",
     )
+    event_batch_seconds: Annotated[float, Field(ge=0)] = Field(
+        default=0.2, description="Pod events wait this long so that one reconcile covers a burst of them."
+    )
     api_request_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
     api_concurrency: Annotated[int, Field(ge=1, le=1024)] = Field(
         default=64, description="Most API requests in flight at once from the reconciler."
@@ -90,10 +93,21 @@ class OperatorSettings(BaseSettings):
         default=None,
         description="kopf peering object name; unset runs standalone (deploy with replicas=1, Recreate).",
     )
+    metrics_port: Annotated[int, Field(ge=0, lt=65536)] = Field(
+        default=8080, description="Port of the operator's Prometheus /metrics; 0 disables it."
+    )
+    operator_namespace: str | None = Field(
+        default=None, description="Namespace the operator runs in (for Events about cluster-scoped objects)."
+    )
     log_level: str = "INFO"
 
+    @property
+    def namespaces(self) -> list[str]:
+        """``namespace`` may list several, comma-separated; empty means cluster-wide."""
+        return [n.strip() for n in (self.namespace or "").split(",") if n.strip()]
+
     @field_validator("namespace", "default_engine_image", "peering_name", "liveness_endpoint",
-                     "service_account_name", mode="before")
+                     "service_account_name", "operator_namespace", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         """An empty env var means "unset", which is what a Helm chart writes for absent values."""

@@ -1,0 +1,673 @@
+"""The reconciler: turns cached world state into pod writes and status patches.
+
+kopf watches and indexes everything (see ``handlers``); watch events only queue keys here.
+Workers then reconcile one InferenceNode or OperatorPool at a time from the caches, calling
+the pure planners (``fleet``, ``status``, ``devices``) and doing the resulting I/O. Writes are
+skipped when the computed state equals the stored one, so a converged fleet costs nothing.
+
+Our own writes are remembered (``_fresh_*``, ``_expected``) until the watch echoes them, so a
+reconcile that runs before the echo neither re-creates a pod nor re-writes a status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, TypeVar, cast
+
+from gpufleet.conditions import Clock, make_condition, utcnow
+from gpufleet.controllers.kube import AgentUnreachable, ApiError, KubeClient
+from gpufleet.controllers.workqueue import WorkQueue
+from gpufleet.devices import NodePlan, Observation, ReportError, observe, parse_agent_report, plan_devices
+from gpufleet.fleet import PodPlan, plan_pods
+from gpufleet.hardware.catalog import Catalog, load_catalog
+from gpufleet.metrics import METRICS, DeviceSample
+from gpufleet.objects import READY_GATE, InodeView, InvalidObject, NodeView, PodView, PoolView, ReleaseView
+from gpufleet.podspec import PodRelease
+from gpufleet.releases import select_release
+from gpufleet.settings import OperatorSettings
+from gpufleet.shares import parse_int_amount
+from gpufleet.status import (
+    INODE_KEYS,
+    PoolContext,
+    ReleaseInfo,
+    inode_status,
+    pool_status,
+    share_events,
+    status_patch,
+)
+
+logger = logging.getLogger("gpufleet.reconciler")
+
+Body = Mapping[str, Any]
+Key = tuple[str, str]
+T = TypeVar("T")
+
+INODES = "inferencenodes"
+POOLS = "operatorpools"
+EXPECTATION_TTL = 30.0
+
+
+@dataclass(frozen=True)
+class PoolMember:
+    """One InferenceNode's contribution to its pool, as read back from its written status."""
+
+    name: str
+    vram_mib: int
+    devices: int
+    ready: int
+
+
+@dataclass
+class FleetCaches:
+    """Read-only views the reconciler plans from (kopf indexes in production, dicts in tests)."""
+
+    inodes: Mapping[Any, Collection[Body]] = field(default_factory=dict)
+    pool_members: Mapping[Any, Collection[PoolMember]] = field(default_factory=dict)
+    inodes_on_node: Mapping[Any, Collection[Key]] = field(default_factory=dict)
+    pods: Mapping[Any, Collection[PodView]] = field(default_factory=dict)
+    nodes: Mapping[Any, Collection[NodeView]] = field(default_factory=dict)
+    pools: Mapping[Any, Collection[Body]] = field(default_factory=dict)
+    releases: Mapping[Any, Collection[Body]] = field(default_factory=dict)
+
+
+def _first(values: Iterable[T] | None) -> T | None:
+    for value in values or ():
+        return value
+    return None
+
+
+def _rv(value: str | None) -> int | None:
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
+
+
+def _newer(candidate: str | None, than: str | None) -> bool:
+    """Whether resourceVersion ``candidate`` is strictly newer (only comparable when numeric)."""
+    a, b = _rv(candidate), _rv(than)
+    return a is not None and b is not None and a > b
+
+
+@dataclass(frozen=True)
+class _Release:
+    pod: PodRelease
+    info: ReleaseInfo
+    min_driver_version: str | None
+
+
+class Reconciler:
+    def __init__(
+        self,
+        settings: OperatorSettings,
+        *,
+        catalog: Catalog | None = None,
+        now: Clock = utcnow,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.catalog = catalog or load_catalog()
+        self.now = now
+        self.monotonic = monotonic
+        self.queue = WorkQueue()
+        self.caches = FleetCaches()
+        self.client: KubeClient | None = None
+        self.stats: Counter[str] = Counter()
+        self._workers: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[Any]] = set()
+        self._errors: Counter[Hashable] = Counter()
+        self._reports: dict[str, Any] = {}  # pod uid -> the agent's /v1/hardware payload
+        self._report_failures: Counter[str] = Counter()
+        self._obs_cache: dict[str, tuple[Hashable, Observation]] = {}
+        self._gate_next: dict[str, tuple[int, float]] = {}  # pod uid -> (failures, next probe time)
+        self._seen_nodes: dict[str, NodeView] = {}
+        self._inode_pool: dict[Key, str] = {}
+        self._basis: dict[Key, tuple[int, int, Decimal]] = {}
+        self._fresh_status: dict[tuple[str, str, str], tuple[str, dict[str, Any]]] = {}
+        self._fresh_pods: dict[Key, PodView] = {}
+        self._expected: dict[Key, dict[str, tuple[float, PodView]]] = {}
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def start(self, client: KubeClient) -> None:
+        self.client = client
+        if not self._workers:
+            self._workers = [
+                asyncio.create_task(self._worker(i), name=f"gpufleet-reconciler-{i}")
+                for i in range(self.settings.workers)
+            ]
+
+    async def stop(self) -> None:
+        self.queue.close()
+        tasks = [*self._workers, *self._background]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._workers.clear()
+        self._background.clear()
+        if self.client is not None:
+            await self.client.close()
+
+    @property
+    def busy(self) -> bool:
+        return not self.queue.idle
+
+    # --- event intake (called by the kopf handlers; cheap and synchronous) ----------------
+
+    def inode_changed(self, namespace: str, name: str, body: Body, deleted: bool) -> None:
+        key = (namespace, name)
+        pool = str(((body.get("spec") or {}).get("poolRef") or {}).get("name") or "")
+        old_pool = self._inode_pool.get(key)
+        if old_pool and old_pool != pool:
+            self._pool_later(namespace, old_pool)
+        if pool:
+            self._pool_later(namespace, pool)
+        if deleted:
+            self._forget_inode(key)
+            return
+        fresh = self._fresh_status.get((INODES, namespace, name))
+        rv = str((body.get("metadata") or {}).get("resourceVersion") or "")
+        if fresh is not None and fresh[0] == rv:
+            self.stats["own_echo_skipped"] += 1
+            return  # the echo of our own status write: nothing new to plan from
+        self.queue.add(("inode", namespace, name))
+
+    def pod_changed(self, namespace: str, inode: str, uid: str, deleted: bool) -> None:
+        if deleted:
+            self._reports.pop(uid, None)
+            self._obs_cache.pop(uid, None)
+            self._gate_next.pop(uid, None)
+            self._report_failures.pop(uid, None)
+        if inode:
+            self.queue.add_after(("inode", namespace, inode), self.settings.event_batch_seconds)
+
+    def node_changed(self, name: str, view: NodeView | None) -> None:
+        """Only GPU labels and capacity matter; heartbeats and other label churn are ignored."""
+        if view is not None and self._seen_nodes.get(name) == view:
+            return
+        if view is None:
+            self._seen_nodes.pop(name, None)
+        else:
+            self._seen_nodes[name] = view
+        for ns, inode in self.caches.inodes_on_node.get(name, ()):
+            self.queue.add(("inode", ns, inode))
+
+    def pool_changed(self, namespace: str, name: str) -> None:
+        self.queue.add(("pool", namespace, name))
+
+    def releases_changed(self) -> None:
+        for store in list(self.caches.inodes.values()):
+            for body in store:
+                meta = body.get("metadata") or {}
+                self.queue.add(("inode", str(meta.get("namespace")), str(meta.get("name"))))
+
+    def _pool_later(self, namespace: str, pool: str) -> None:
+        self.queue.add_after(("pool", namespace, pool), self.settings.pool_settle_seconds)
+
+    def _forget_inode(self, key: Key) -> None:
+        self._inode_pool.pop(key, None)
+        self._expected.pop(key, None)
+        self._fresh_status.pop((INODES, *key), None)
+        METRICS.forget_inference_node(*key)
+
+    # --- workers ---------------------------------------------------------------------------
+
+    async def _worker(self, number: int) -> None:
+        while True:
+            key = await self.queue.get()
+            try:
+                kind, namespace, name = cast(tuple[str, str, str], key)
+                with METRICS.time_reconcile("InferenceNode" if kind == "inode" else "OperatorPool"):
+                    if kind == "inode":
+                        await self.reconcile_inode((namespace, name))
+                    else:
+                        await self.reconcile_pool((namespace, name))
+                self._errors.pop(key, None)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._errors[key] += 1
+                delay = min(2.0 ** self._errors[key], 60.0)
+                logger.warning(
+                    "reconcile of %s failed (attempt %d, retry in %.0fs): %s",
+                    key,
+                    self._errors[key],
+                    delay,
+                    exc,
+                    exc_info=not isinstance(exc, ApiError),
+                )
+                self.queue.add_after(key, delay)
+            finally:
+                self.stats["reconciles"] += 1
+                self.queue.done(key)
+
+    def _client(self) -> KubeClient:
+        if self.client is None:
+            raise RuntimeError("the reconciler has no API client: start() it from the operator's startup")
+        return self.client
+
+    def _event(self, body: Body, type_: str, reason: str, message: str) -> None:
+        """Fire and forget: an Event must never hold up (or fail) a reconcile."""
+        client = self._client()
+
+        async def post() -> None:
+            try:
+                await client.post_event(body, type_, reason, message)
+            except Exception as exc:  # best effort by design
+                logger.debug("event %s not posted: %s", reason, exc)
+
+        task = asyncio.create_task(post())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        self.stats["events"] += 1
+
+    # --- InferenceNode --------------------------------------------------------------------
+
+    async def reconcile_inode(self, key: Key) -> None:
+        body = _first(self.caches.inodes.get(key))
+        if body is None:
+            self._forget_inode(key)
+            return
+        try:
+            inode = InodeView.from_body(body)
+        except InvalidObject as exc:
+            await self._invalid_inode(body, str(exc))
+            return
+        self._inode_pool[key] = inode.pool
+        node = _first(self.caches.nodes.get(inode.node_name))
+        release = self._release_for(inode)
+        node_plan = plan_devices(inode, node, self.catalog)
+        pods = self._pods_for(key)
+        observations, retry = await self._observe(inode, node_plan, pods, node, release)
+        plan = plan_pods(
+            inode, node_plan, pods, release.pod if release else None, observations, self.settings
+        )
+        pods, retry_gates = await self._execute(body, inode, plan, pods)
+        status, _ = inode_status(
+            inode,
+            node_plan,
+            pods,
+            observations,
+            release.info if release else None,
+            self._pool_context(inode),
+            now=self.now,
+        )
+        await self._write_inode_status(body, inode, status)
+        delays = [d for d in (retry, retry_gates) if d is not None]
+        if delays:
+            self.queue.add_after(("inode", *key), min(delays))
+
+    async def _invalid_inode(self, body: Body, message: str) -> None:
+        meta = body.get("metadata") or {}
+        old = dict(body.get("status") or {})
+        conds = [c for c in old.get("conditions") or () if c.get("type") != "Ready"]
+        cond = make_condition(
+            "Ready", "False", "InvalidSpec", message, observed_generation=meta.get("generation"), now=self.now
+        )
+        previous = next((c for c in old.get("conditions") or () if c.get("type") == "Ready"), None)
+        if previous and previous.get("reason") == "InvalidSpec" and previous.get("message") == message:
+            return
+        await self._client().patch_status(
+            INODES, meta["namespace"], meta["name"], {"conditions": [*conds, cond]}
+        )
+        self._event(body, "Warning", "InvalidSpec", message)
+
+    def _release_for(self, inode: InodeView) -> _Release | None:
+        views = []
+        for store in self.caches.releases.values():
+            for rel_body in store:
+                try:
+                    views.append(ReleaseView.from_body(rel_body))
+                except InvalidObject as exc:
+                    logger.debug("ignoring release: %s", exc)
+        chosen = select_release(views, channel=inode.release_channel, version=inode.release_version)
+        if chosen is not None:
+            return _Release(
+                PodRelease(chosen.version, chosen.image),
+                ReleaseInfo(chosen.version, chosen.image, f"EngineRelease {chosen.name}"),
+                chosen.min_driver_version,
+            )
+        image = self.settings.default_engine_image
+        if image:
+            version = self.settings.default_engine_version
+            return _Release(
+                PodRelease(version, image),
+                ReleaseInfo(version, image, "default image (GPUFLEET_DEFAULT_ENGINE_IMAGE)"),
+                None,
+            )
+        return None
+
+    def _pods_for(self, key: Key) -> list[PodView]:
+        namespace = key[0]
+        found = {p.name: p for p in self.caches.pods.get(key, ())}
+        expected = self._expected.get(key)
+        if expected:
+            now = self.monotonic()
+            for name, (born, view) in list(expected.items()):
+                if name in found or now - born > EXPECTATION_TTL:
+                    del expected[name]
+                else:
+                    found[name] = view
+        for name, view in list(found.items()):
+            fresh = self._fresh_pods.get((namespace, name))
+            if fresh is None:
+                continue
+            if fresh.uid == view.uid and _newer(fresh.resource_version, view.resource_version):
+                found[name] = fresh
+            else:
+                del self._fresh_pods[(namespace, name)]
+        return list(found.values())
+
+    async def _observe(
+        self,
+        inode: InodeView,
+        node_plan: NodePlan,
+        pods: list[PodView],
+        node: NodeView | None,
+        release: _Release | None,
+    ) -> tuple[dict[int, Observation], float | None]:
+        planned = {d.index for d in node_plan.devices}
+        wanted = [p for p in pods if p.running and p.device_index in planned and p.uid not in self._reports]
+        retry: float | None = None
+        if wanted:
+            results = await asyncio.gather(*(self._fetch_report(p) for p in wanted))
+            for pod, ok in zip(wanted, results, strict=True):
+                if not ok:
+                    delay = min(
+                        self.settings.readiness_recheck_seconds * 2 ** (self._report_failures[pod.uid] - 1),
+                        self.settings.readiness_recheck_max_seconds,
+                    )
+                    retry = delay if retry is None else min(retry, delay)
+                    if self._report_failures[pod.uid] == 3:
+                        self._event(
+                            _body_of(inode),
+                            "Warning",
+                            "HardwareReportFailed",
+                            f"pod {pod.name}: no hardware report after 3 attempts; still retrying",
+                        )
+        min_driver = release.min_driver_version if release else None
+        labels = tuple(sorted(node.labels.items())) if node is not None else ()
+        observations: dict[int, Observation] = {}
+        for pod in pods:
+            payload = self._reports.get(pod.uid)
+            if payload is None or pod.device_index is None or pod.deleting:
+                continue
+            memo_key = (labels, min_driver, pod.device_index)
+            cached = self._obs_cache.get(pod.uid)
+            if cached is not None and cached[0] == memo_key:
+                observations[pod.device_index] = cached[1]
+                continue
+            obs = observe(payload, pod.device_index, self.catalog, node, min_driver)
+            self._obs_cache[pod.uid] = (memo_key, obs)
+            observations[pod.device_index] = obs
+        return observations, retry
+
+    async def _fetch_report(self, pod: PodView) -> bool:
+        try:
+            _, payload = await self._client().proxy_get(
+                pod.namespace,
+                pod.name,
+                self.settings.agent_port,
+                "/v1/hardware",
+                self.settings.agent_request_timeout_seconds,
+            )
+            if pod.device_index is None:
+                raise ReportError("pod has no device-index label")
+            parse_agent_report(payload, pod.device_index)
+        except (AgentUnreachable, ReportError) as exc:
+            self._report_failures[pod.uid] += 1
+            self.stats["report_failures"] += 1
+            logger.info("hardware report of %s/%s not available: %s", pod.namespace, pod.name, exc)
+            return False
+        self._reports[pod.uid] = payload
+        self._report_failures.pop(pod.uid, None)
+        self.stats["reports"] += 1
+        return True
+
+    async def _execute(
+        self, body: Body, inode: InodeView, plan: PodPlan, pods: list[PodView]
+    ) -> tuple[list[PodView], float | None]:
+        client = self._client()
+        by_name = {p.name: p for p in pods}
+        retry: float | None = None
+        ns = inode.namespace
+
+        if plan.creates:
+            results = await asyncio.gather(
+                *(client.create_pod(m) for m in plan.creates), return_exceptions=True
+            )
+            for manifest, result in zip(plan.creates, results, strict=True):
+                name = manifest["metadata"]["name"]
+                if isinstance(result, BaseException):
+                    self._event(body, "Warning", "PodCreateFailed", f"pod {name}: {result}")
+                    retry = 5.0
+                elif result is not None:
+                    view = PodView.from_body(result)
+                    by_name[name] = view
+                    self._expected.setdefault(inode.key, {})[name] = (self.monotonic(), view)
+                    self.stats["pods_created"] += 1
+                    index = manifest["metadata"]["labels"]["gpufleet.io/device-index"]
+                    self._event(body, "Normal", "PodCreated", f"created pod {name} for GPU {index}")
+        if plan.deletes:
+            deleted = await asyncio.gather(
+                *(
+                    client.delete_pod(ns, d.name, by_name[d.name].uid if d.name in by_name else None)
+                    for d in plan.deletes
+                ),
+                return_exceptions=True,
+            )
+            for delete, outcome in zip(plan.deletes, deleted, strict=True):
+                if isinstance(outcome, BaseException):
+                    self._event(body, "Warning", "PodDeleteFailed", f"pod {delete.name}: {outcome}")
+                    retry = 5.0
+                    continue
+                by_name.pop(delete.name, None)
+                self.stats["pods_deleted"] += 1
+                self._event(body, "Normal", delete.reason, f"deleted pod {delete.name}: {delete.message}")
+        for patch in plan.label_patches:
+            self._remember_pod(by_name, await client.patch_pod_labels(ns, patch.name, patch.labels))
+        for clear in plan.gate_clears:
+            cond = {
+                "type": READY_GATE,
+                "status": "False",
+                "reason": "DeviceBlocked",
+                "message": clear.message,
+            }
+            cleared = await client.set_pod_condition(ns, clear.name, _pod_condition(cond, self.now))
+            self._remember_pod(by_name, cleared)
+        if plan.gate_checks:
+            now = self.monotonic()
+            due = []
+            for check in plan.gate_checks:
+                pod = by_name[check.name]
+                failures, next_at = self._gate_next.get(pod.uid, (0, 0.0))
+                if pod.container_ready or now >= next_at:
+                    due.append(pod)
+                else:
+                    retry = next_at - now if retry is None else min(retry, next_at - now)
+            opened = await asyncio.gather(*(self._probe_and_open_gate(p) for p in due))
+            for pod, gated in zip(due, opened, strict=True):
+                if gated is not None:
+                    self._remember_pod(by_name, gated)
+                    continue
+                failures = self._gate_next.get(pod.uid, (0, 0.0))[0] + 1
+                delay = min(
+                    self.settings.readiness_recheck_seconds * 2 ** (failures - 1),
+                    self.settings.readiness_recheck_max_seconds,
+                )
+                self._gate_next[pod.uid] = (failures, self.monotonic() + delay)
+                retry = delay if retry is None else min(retry, delay)
+        return list(by_name.values()), retry
+
+    async def _probe_and_open_gate(self, pod: PodView) -> dict[str, Any] | None:
+        client = self._client()
+        try:
+            await client.proxy_get(
+                pod.namespace,
+                pod.name,
+                self.settings.agent_port,
+                "/readyz",
+                self.settings.agent_request_timeout_seconds,
+            )
+        except AgentUnreachable as exc:
+            self.stats["readyz_not_ready"] += 1
+            logger.debug("agent of %s/%s not ready: %s", pod.namespace, pod.name, exc)
+            return None
+        cond = {
+            "type": READY_GATE,
+            "status": "True",
+            "reason": "EngineReady",
+            "message": "node agent /readyz answered 200 and the GPU is validated",
+        }
+        updated = await client.set_pod_condition(pod.namespace, pod.name, _pod_condition(cond, self.now))
+        self._gate_next.pop(pod.uid, None)
+        self.stats["gates_opened"] += 1
+        return updated
+
+    def _remember_pod(self, by_name: dict[str, PodView], body: Body) -> None:
+        view = PodView.from_body(body)
+        by_name[view.name] = view
+        self._fresh_pods[(view.namespace, view.name)] = view
+
+    def _pool_context(self, inode: InodeView) -> PoolContext:
+        pool_body = _first(self.caches.pools.get((inode.namespace, inode.pool)))
+        k = self.settings.priority_k
+        default_rep = self.settings.default_reputation_weight
+        if pool_body is None:
+            return PoolContext(False, 0, 0, default_rep, k)
+        try:
+            pool = PoolView.from_body(pool_body)
+        except InvalidObject:
+            return PoolContext(False, 0, 0, default_rep, k)
+        members = self.caches.pool_members.get((inode.namespace, inode.pool), ())
+        other = sum(m.vram_mib for m in members if m.name != inode.name)
+        rep = pool.reputation_weight if pool.reputation_weight is not None else default_rep
+        return PoolContext(True, other, pool.total_stake, rep, k)
+
+    def _current_status(self, plural: str, body: Body) -> dict[str, Any]:
+        meta = body.get("metadata") or {}
+        key = (plural, str(meta.get("namespace")), str(meta.get("name")))
+        fresh = self._fresh_status.get(key)
+        stored = dict(body.get("status") or {})
+        if fresh is not None and _newer(fresh[0], str(meta.get("resourceVersion") or "")):
+            return fresh[1]
+        return stored
+
+    async def _write_status(
+        self, plural: str, body: Body, new: dict[str, Any], keys: Iterable[str] | None
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        old = self._current_status(plural, body)
+        patch = status_patch(old, new, tuple(keys) if keys is not None else None)
+        if patch is None:
+            return old, None
+        meta = body.get("metadata") or {}
+        result = await self._client().patch_status(plural, str(meta["namespace"]), str(meta["name"]), patch)
+        rv = str((result.get("metadata") or {}).get("resourceVersion") or "")
+        self._fresh_status[(plural, str(meta["namespace"]), str(meta["name"]))] = (
+            rv,
+            dict(result.get("status") or {**old, **patch}),
+        )
+        self.stats[f"status_writes_{plural}"] += 1
+        return old, patch
+
+    async def _write_inode_status(self, body: Body, inode: InodeView, status: dict[str, Any]) -> None:
+        old, patch = await self._write_status(INODES, body, status, INODE_KEYS)
+        if patch is None:
+            return
+        for type_, reason, message in share_events(
+            old.get("devices"), status["devices"], self.settings.share_event_threshold
+        ):
+            self._event(body, type_, reason, message)
+        self._pool_later(inode.namespace, inode.pool)
+        METRICS.record_inference_node(
+            inode.namespace, inode.name, inode.pool, [_sample(d) for d in status["devices"]]
+        )
+
+    # --- OperatorPool -----------------------------------------------------------------------
+
+    async def reconcile_pool(self, key: Key) -> None:
+        members = list(self.caches.pool_members.get(key, ()))
+        body = _first(self.caches.pools.get(key))
+        if body is None:
+            if self._basis.pop(key, None) is not None:
+                METRICS.forget_pool(*key)
+                for member in members:
+                    self.queue.add(("inode", key[0], member.name))
+            return
+        try:
+            pool = PoolView.from_body(body)
+        except InvalidObject as exc:
+            self._event(body, "Warning", "InvalidSpec", str(exc))
+            return
+        vram = sum(m.vram_mib for m in members)
+        devices = sum(m.devices for m in members)
+        ready = sum(m.ready for m in members)
+        new = pool_status(pool, vram, devices, ready, self.settings.min_self_stake_bps, now=self.now)
+        old, patch = await self._write_status(POOLS, body, new, None)
+        if patch is not None:
+            before = {c.get("type"): c.get("status") for c in old.get("conditions") or ()}
+            for cond in new["conditions"]:
+                if cond["type"] == "MinimumSelfStake" and before.get("MinimumSelfStake") != cond["status"]:
+                    kind = "Normal" if cond["status"] == "True" else "Warning"
+                    self._event(body, kind, cond["reason"], cond["message"])
+            METRICS.record_pool(
+                *key,
+                self_stake_base_units=pool.self_stake,
+                delegated_stake_base_units=pool.delegated_stake,
+                validated_vram_mib=vram,
+            )
+        rep = (
+            pool.reputation_weight
+            if pool.reputation_weight is not None
+            else self.settings.default_reputation_weight
+        )
+        basis = (vram, pool.total_stake, rep)
+        if self._basis.get(key) != basis:
+            self._basis[key] = basis
+            for member in members:
+                self.queue.add_after(("inode", key[0], member.name), self.settings.pool_settle_seconds)
+            # Nodes that have not written a status yet are not members; they pick the basis up
+            # when they do.
+
+
+def _pod_condition(cond: dict[str, Any], now: Clock) -> dict[str, Any]:
+    built = make_condition(cond["type"], cond["status"], cond["reason"], cond["message"], now=now)
+    built["lastProbeTime"] = None
+    return built
+
+
+def _body_of(inode: InodeView) -> dict[str, Any]:
+    return {
+        "apiVersion": "gpufleet.io/v1alpha1",
+        "kind": "InferenceNode",
+        "metadata": {"name": inode.name, "namespace": inode.namespace, "uid": inode.uid},
+    }
+
+
+def _sample(device: Mapping[str, Any]) -> DeviceSample:
+    validation = device.get("validation") or {}
+    if device.get("ready"):
+        state = "ready"
+    elif validation.get("valid"):
+        state = "unready"
+    elif validation.get("reason") == "AwaitingHardwareReport":
+        state = "pending"
+    else:
+        state = "blocked"
+    stake = str(device.get("effectiveStake") or "0")
+    return DeviceSample(
+        index=int(device["index"]),
+        product=str(device.get("product") or "unknown"),
+        state=state,
+        engine=device.get("engine"),
+        blocked_reason=None if state != "blocked" else str(validation.get("reason")),
+        vram_share=float(device.get("vramShare") or 0.0),
+        priority_score=float(device.get("priorityScore") or 0.0),
+        effective_stake_base_units=parse_int_amount(stake),
+    )
