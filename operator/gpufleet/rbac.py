@@ -100,6 +100,30 @@ def validate_rules(rules: Iterable[Rule]) -> None:
             raise ValueError(f"RBAC rule {where}: say which code needs it")
 
 
+def permits(verb: str, resource: str, *, api_group: str | None = None, mode: Mode = "cluster") -> bool:
+    """Whether ``RULES`` allow one API request, e.g. ``permits("patch", "pods/status")``.
+
+    ``resource`` is the plural with its subresource, as the emulator's request log records it;
+    ``api_group=None`` matches any group (our plurals are unique across groups).
+    """
+    return any(
+        r.resource == resource
+        and verb in r.verbs
+        and (api_group is None or r.api_group == api_group)
+        and r.only_in in (None, mode)
+        for r in RULES
+    )
+
+
+def unpermitted(requests: Iterable[tuple[str, str]], *, mode: Mode = "cluster") -> list[tuple[str, str]]:
+    """The ``(verb, resource)`` pairs that ``RULES`` do not allow, sorted and without repeats.
+
+    Integration tests run the operator against the emulator and assert this is empty for every
+    request it made (``DevCluster.requests.counts``), so the chart never lacks a permission.
+    """
+    return sorted({(v, r) for v, r in requests if not permits(v, r, mode=mode)})
+
+
 def _policy_rules(rules: Iterable[Rule]) -> list[dict[str, list[str]]]:
     """One PolicyRule per resource, in a stable order, as Kubernetes spells them."""
     return [{"apiGroups": [r.api_group], "resources": [r.resource], "verbs": list(r.verbs)} for r in rules]

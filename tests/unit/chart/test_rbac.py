@@ -134,3 +134,18 @@ def test_generated_file_round_trips() -> None:
     data = yaml.safe_load(render_chart_file())
     assert set(data) == {"cluster", "namespace"}
     assert data == chart_rules()
+
+
+def test_permits_matches_requests_as_the_emulator_logs_them() -> None:
+    from gpufleet.rbac import permits, unpermitted
+
+    assert permits("patch", "pods/status")
+    assert permits("get", "pods/proxy")
+    assert permits("watch", "inferencenodes", api_group="gpufleet.io")
+    assert not permits("watch", "inferencenodes", api_group="")
+    assert not permits("update", "pods")
+    assert not permits("get", "secrets")
+    assert not permits("list", "namespaces")
+    assert permits("list", "namespaces", mode="namespace")
+    log = [("create", "pods"), ("get", "secrets"), ("get", "secrets"), ("update", "pods/status")]
+    assert unpermitted(log) == [("get", "secrets"), ("update", "pods/status")]
