@@ -48,34 +48,34 @@ RULES: tuple[Rule, ...] = (
     Rule("apiextensions.k8s.io", "customresourcedefinitions", ("list", "watch"), False,
          "kopf resource_observer: watches CRDs to notice gpufleet.io resources appearing"),
     Rule("", "namespaces", ("list", "watch"), False,
-         "kopf namespace_observer: lists/watches namespaces when given --namespace (not clusterwide)",
+         "kopf namespace_observer: lists/watches namespaces when given a namespace (not clusterwide)",
          only_in="namespace"),
     Rule("", "events", ("create",), True,
-         "kopf posting (kopf.info/warn/exception and handler failures) as core v1 Events",
+         "KubeClient.post_event (our Events) and kopf's own posting of handler warnings/errors",
          operator_namespace=True),
-    # --- gpufleet.io resources: kopf watches them and patches finalizers/annotations/status ---
-    Rule("gpufleet.io", "inferencenodes", ("get", "list", "watch", "patch"), True,
-         "controllers: InferenceNode handlers (kopf watch + finalizer/progress annotations)"),
+    # --- gpufleet.io resources ----------------------------------------------------------------
+    # Handlers are kopf indexes and on.event hooks only (controllers/handlers.py): kopf lists and
+    # watches, and writes no finalizers or annotations, so the objects themselves are never patched.
+    Rule("gpufleet.io", "inferencenodes", ("list", "watch"), True,
+         "controllers/handlers.py: kopf.index + kopf.on.event on InferenceNodes"),
     Rule("gpufleet.io", "inferencenodes/status", ("patch",), True,
-         "controllers: InferenceNode status (devices, conditions, rollout)"),
-    Rule("gpufleet.io", "operatorpools", ("get", "list", "watch", "patch"), True,
-         "controllers: OperatorPool handlers; the InferenceNode reconcile reads its pool"),
+         "KubeClient.patch_status: InferenceNode status (devices, conditions, rollout)"),
+    Rule("gpufleet.io", "operatorpools", ("list", "watch"), True,
+         "controllers/handlers.py: kopf.index + kopf.on.event on OperatorPools"),
     Rule("gpufleet.io", "operatorpools/status", ("patch",), True,
-         "controllers: OperatorPool status (stake, self-stake ratio, conditions)"),
-    Rule("gpufleet.io", "enginereleases", ("get", "list", "watch", "patch"), False,
-         "controllers/rollouts: EngineRelease handlers and channel resolution"),
-    Rule("gpufleet.io", "enginereleases/status", ("patch",), False,
-         "controllers/rollouts: EngineRelease status"),
+         "KubeClient.patch_status: OperatorPool status (stake, self-stake ratio, conditions)"),
+    Rule("gpufleet.io", "enginereleases", ("list", "watch"), False,
+         "controllers/handlers.py: kopf.index + kopf.on.event on EngineReleases (channel resolution)"),
     # --- engine pods, one per GPU -------------------------------------------------------------
-    Rule("", "pods", ("get", "list", "watch", "create", "delete", "patch"), True,
-         "podspec/controllers: create, watch, relabel (routable) and replace engine pods"),
+    Rule("", "pods", ("list", "watch", "create", "delete", "patch"), True,
+         "kopf index/on.event on managed pods; KubeClient.create_pod, delete_pod, patch_pod_labels"),
     Rule("", "pods/status", ("patch",), True,
-         "controllers: set the gpufleet.io/engine-ready readiness-gate condition"),
+         "KubeClient.set_pod_condition: the gpufleet.io/engine-ready readiness-gate condition"),
     Rule("", "pods/proxy", ("get",), True,
-         "controllers: GET the node agent's /v1/hardware and /readyz through the API server"),
+         "KubeClient.proxy_get: the node agent's /v1/hardware and /readyz through the API server"),
     # --- nodes ---------------------------------------------------------------------------------
-    Rule("", "nodes", ("get", "list", "watch"), False,
-         "controllers: read GFD labels and nvidia.com/gpu capacity of the InferenceNode's node"),
+    Rule("", "nodes", ("list", "watch"), False,
+         "kopf index/on.event on nodes: GFD labels and nvidia.com/gpu capacity"),
 )  # fmt: skip
 
 

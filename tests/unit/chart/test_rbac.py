@@ -89,7 +89,8 @@ def test_readiness_gates_and_agent_proxy_are_granted_narrowly() -> None:
     grants = _grants(by_kind(objects(), "ClusterRole"))
     assert grants[("", "pods/status")] == {"patch"}
     assert grants[("", "pods/proxy")] == {"get"}
-    assert grants[("", "nodes")] == {"get", "list", "watch"}
+    assert grants[("", "nodes")] == {"list", "watch"}
+    assert grants[("", "pods")] == {"list", "watch", "create", "delete", "patch"}
     # Nothing the operator never does: no secrets, no updates (patch only), no deletecollection.
     assert not any(resource == "secrets" for _, resource in grants)
     assert not any(
