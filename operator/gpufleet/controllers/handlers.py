@@ -88,38 +88,38 @@ def make_registry(reconciler: Reconciler, *, kubeconfig: str | None = None) -> k
 
     # --- indexes: the in-memory world the reconciler plans from ---------------------------
 
-    @kopf.index(*inodes, registry=registry)
-    def inode_bodies(**kw: Any) -> dict[Any, Any]:
+    @kopf.index(*inodes, id="inode_bodies", registry=registry)
+    async def inode_bodies(**kw: Any) -> dict[Any, Any]:
         return {(kw["namespace"], kw["name"]): _copy(kw["body"])}
 
-    @kopf.index(*inodes, registry=registry)
-    def pool_members(**kw: Any) -> dict[Any, Any] | None:
+    @kopf.index(*inodes, id="pool_members", registry=registry)
+    async def pool_members(**kw: Any) -> dict[Any, Any] | None:
         pool = (kw["spec"].get("poolRef") or {}).get("name")
         if not pool:
             return None
         vram, devices, ready = inode_validated_vram(kw["status"], catalog)
         return {(kw["namespace"], pool): PoolMember(kw["name"], vram, devices, ready)}
 
-    @kopf.index(*inodes, registry=registry)
-    def inodes_on_node(**kw: Any) -> dict[Any, Any] | None:
+    @kopf.index(*inodes, id="inodes_on_node", registry=registry)
+    async def inodes_on_node(**kw: Any) -> dict[Any, Any] | None:
         node = kw["spec"].get("nodeName")
         return {node: (kw["namespace"], kw["name"])} if node else None
 
-    @kopf.index("v1", "pods", labels=managed, registry=registry)
-    def managed_pods(**kw: Any) -> dict[Any, Any] | None:
+    @kopf.index("v1", "pods", labels=managed, id="managed_pods", registry=registry)
+    async def managed_pods(**kw: Any) -> dict[Any, Any] | None:
         inode = kw["labels"].get(LABEL_INODE)
         return {(kw["namespace"], inode): PodView.from_body(kw["body"])} if inode else None
 
-    @kopf.index("v1", "nodes", registry=registry)
-    def gpu_nodes(**kw: Any) -> dict[Any, Any]:
+    @kopf.index("v1", "nodes", id="gpu_nodes", registry=registry)
+    async def gpu_nodes(**kw: Any) -> dict[Any, Any]:
         return {kw["name"]: NodeView.from_body(kw["body"], settings.gpu_resource_name)}
 
-    @kopf.index(*pools, registry=registry)
-    def pool_bodies(**kw: Any) -> dict[Any, Any]:
+    @kopf.index(*pools, id="pool_bodies", registry=registry)
+    async def pool_bodies(**kw: Any) -> dict[Any, Any]:
         return {(kw["namespace"], kw["name"]): _copy(kw["body"])}
 
-    @kopf.index(*releases, registry=registry)
-    def release_bodies(**kw: Any) -> dict[Any, Any]:
+    @kopf.index(*releases, id="release_bodies", registry=registry)
+    async def release_bodies(**kw: Any) -> dict[Any, Any]:
         return {kw["name"]: _copy(kw["body"])}
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -154,26 +154,26 @@ def make_registry(reconciler: Reconciler, *, kubeconfig: str | None = None) -> k
     # --- watch events: mark keys dirty ------------------------------------------------------
 
     @kopf.on.event(*inodes, registry=registry)
-    def inode_event(**kw: Any) -> None:
+    async def inode_event(**kw: Any) -> None:
         reconciler.inode_changed(kw["namespace"], kw["name"], kw["body"], deleted=kw["type"] == "DELETED")
 
     @kopf.on.event("v1", "pods", labels=managed, registry=registry)
-    def pod_event(**kw: Any) -> None:
+    async def pod_event(**kw: Any) -> None:
         inode = str(kw["labels"].get(LABEL_INODE) or "")
         reconciler.pod_changed(kw["namespace"], inode, kw["uid"], deleted=kw["type"] == "DELETED")
 
     @kopf.on.event("v1", "nodes", registry=registry)
-    def node_event(**kw: Any) -> None:
+    async def node_event(**kw: Any) -> None:
         deleted = kw["type"] == "DELETED"
         view = None if deleted else NodeView.from_body(kw["body"], settings.gpu_resource_name)
         reconciler.node_changed(kw["name"], view)
 
     @kopf.on.event(*pools, registry=registry)
-    def pool_event(**kw: Any) -> None:
+    async def pool_event(**kw: Any) -> None:
         reconciler.pool_changed(kw["namespace"], kw["name"])
 
     @kopf.on.event(*releases, registry=registry)
-    def release_event(**_: Any) -> None:
+    async def release_event(**_: Any) -> None:
         reconciler.releases_changed()
 
     return registry

@@ -223,7 +223,7 @@ class Reconciler:
             key = await self.queue.get()
             try:
                 kind, namespace, name = cast(tuple[str, str, str], key)
-                with METRICS.time_reconcile("InferenceNode" if kind == "inode" else "OperatorPool"):
+                with METRICS.time_reconcile("inferencenode" if kind == "inode" else "operatorpool"):
                     if kind == "inode":
                         await self.reconcile_inode((namespace, name))
                     else:
