@@ -106,6 +106,16 @@ def test_every_rendered_object_validates_against_kubernetes(variant: str) -> Non
             )
 
 
+@pytest.mark.parametrize("variant", ["default", "custom-everything", "namespace-scope"])
+def test_objects_also_validate_on_the_oldest_supported_kubernetes(variant: str) -> None:
+    # Chart.yaml promises kubeVersion >= 1.29: no field may be newer than that.
+    oldest = yaml.safe_load((CHART / "Chart.yaml").read_text())["kubeVersion"].lstrip(">=").split("-")[0]
+    assert oldest == "1.29.0"
+    for obj in objects(VARIANTS[variant]):
+        if obj["kind"] not in MONITOR_SCHEMAS:
+            kv.validate(obj, oldest, strict=True)
+
+
 def test_crds_shipped_in_the_chart_validate() -> None:
     crds = sorted((CHART / "crds").glob("*.yaml"))
     for path in crds:
