@@ -2,11 +2,37 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpufleet.devcluster import errors
 from gpufleet.devcluster.resources import JsonObj, ResourceType
+
+if TYPE_CHECKING:
+    from gpufleet.api.validation import CompiledCRD
+
+_COMPILED: dict[tuple[int, str], tuple[JsonObj, CompiledCRD]] = {}
+_BY_CONTENT: dict[str, CompiledCRD] = {}
+
+
+def _compiled(crd: JsonObj) -> CompiledCRD:
+    """Compile each distinct CRD once per process (every test cluster loads the same crds/ files)."""
+    hit = _COMPILED.get((id(crd), ""))
+    if hit is not None and hit[0] is crd:
+        return hit[1]
+    from gpufleet.api.validation import CompiledCRD
+
+    digest = hashlib.sha256(json.dumps(crd.get("spec"), sort_keys=True).encode()).hexdigest()
+    compiled = _BY_CONTENT.get(digest)
+    if compiled is None:
+        compiled = _BY_CONTENT[digest] = CompiledCRD(crd)
+    if len(_COMPILED) > 256:
+        _COMPILED.clear()
+    _COMPILED[(id(crd), "")] = (crd, compiled)
+    return compiled
+
 
 _TOKEN = re.compile(r"([^.\[\]]+)|\[([^\]]*)\]")
 
@@ -34,9 +60,7 @@ def schema_validator(
     """
     if rtype.crd is None:
         return obj
-    from gpufleet.api.validation import compile_crd
-
-    compiled = compile_crd(rtype.crd)
+    compiled = _compiled(rtype.crd)
     stored = compiled.default(obj)
     problems = compiled.validate(stored, old)
     unknown = [e for e in problems if e.type == "Unknown field"]

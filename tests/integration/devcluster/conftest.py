@@ -44,12 +44,27 @@ def custom(api: client.ApiClient) -> client.CustomObjectsApi:
     return client.CustomObjectsApi(api)
 
 
-def pod_body(name: str, *, node: str | None = "gpu-0", labels: dict[str, str] | None = None,
-             image: str = "engine:1", gpus: int = 1, gates: bool = False) -> dict[str, object]:
-    spec: dict[str, object] = {"containers": [{"name": "engine", "image": image,
-                                               "resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}]}
+def pod_body(
+    name: str,
+    *,
+    node: str | None = "gpu-0",
+    labels: dict[str, str] | None = None,
+    image: str = "engine:1",
+    gpus: int = 1,
+    gates: bool = False,
+) -> dict[str, object]:
+    spec: dict[str, object] = {
+        "containers": [
+            {"name": "engine", "image": image, "resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}
+        ]
+    }
     if node is not None:
         spec["nodeName"] = node
     if gates:
         spec["readinessGates"] = [{"conditionType": "gpufleet.io/engine-ready"}]
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels or {}}, "spec": spec}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": labels or {}},
+        "spec": spec,
+    }

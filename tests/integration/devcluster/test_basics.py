@@ -16,16 +16,21 @@ def test_create_stamps_uid_resource_version_generation_and_timestamp(core: clien
     # Kubernetes: the server assigns metadata.uid, creationTimestamp, generation=1 and a resourceVersion.
     first = core.create_namespaced_config_map("default", {"metadata": {"name": "a"}, "data": {"k": "v"}})
     second = core.create_namespaced_config_map("default", {"metadata": {"name": "b"}, "data": {"k": "v"}})
-    assert first.metadata.uid and second.metadata.uid and first.metadata.uid != second.metadata.uid
+    assert first.metadata.uid
+    assert second.metadata.uid
+    assert first.metadata.uid != second.metadata.uid
     assert first.metadata.creation_timestamp is not None
     assert first.metadata.generation == 1
     assert int(second.metadata.resource_version) > int(first.metadata.resource_version)
 
 
-def test_create_answers_201_and_duplicate_409_already_exists(api: client.ApiClient, core: client.CoreV1Api) -> None:
+def test_create_answers_201_and_duplicate_409_already_exists(
+    api: client.ApiClient, core: client.CoreV1Api
+) -> None:
     # Kubernetes: POST answers 201 Created; creating an existing name is 409 AlreadyExists.
     resp = client.CoreV1Api(api).create_namespaced_config_map_with_http_info(
-        "default", {"metadata": {"name": "a"}})
+        "default", {"metadata": {"name": "a"}}
+    )
     assert resp[1] == 201  # (data, status, headers)
     with pytest.raises(ApiException) as err:
         core.create_namespaced_config_map("default", {"metadata": {"name": "a"}})
@@ -35,8 +40,10 @@ def test_create_answers_201_and_duplicate_409_already_exists(api: client.ApiClie
 
 def test_generate_name_appends_five_random_characters(core: client.CoreV1Api) -> None:
     # Kubernetes: metadata.generateName gets a 5-character random suffix; repeated creates differ.
-    names = {core.create_namespaced_config_map("default", {"metadata": {"generateName": "cfg-"}}).metadata.name
-             for _ in range(5)}
+    names = {
+        core.create_namespaced_config_map("default", {"metadata": {"generateName": "cfg-"}}).metadata.name
+        for _ in range(5)
+    }
     assert len(names) == 5
     assert all(n.startswith("cfg-") and len(n) == len("cfg-") + 5 for n in names)
 
@@ -67,37 +74,55 @@ def test_get_missing_is_404_with_status_body(core: client.CoreV1Api) -> None:
     assert '"reason":"NotFound"' in err.value.body
 
 
-def test_resource_versions_are_monotonic_across_resources(cluster: ThreadedCluster, core: client.CoreV1Api) -> None:
+def test_resource_versions_are_monotonic_across_resources(
+    cluster: ThreadedCluster, core: client.CoreV1Api
+) -> None:
     # Kubernetes: resourceVersion is one cluster-wide counter (etcd revision).
     rvs = []
     for i in range(3):
-        rvs.append(int(core.create_namespaced_config_map("default", {"metadata": {"name": f"c{i}"}})
-                       .metadata.resource_version))
-        rvs.append(int(core.create_namespaced_pod("default", pod_body(f"p{i}", node=None))
-                       .metadata.resource_version))
-    assert rvs == sorted(rvs) and len(set(rvs)) == len(rvs)
+        rvs.append(
+            int(
+                core.create_namespaced_config_map(
+                    "default", {"metadata": {"name": f"c{i}"}}
+                ).metadata.resource_version
+            )
+        )
+        rvs.append(
+            int(core.create_namespaced_pod("default", pod_body(f"p{i}", node=None)).metadata.resource_version)
+        )
+    assert rvs == sorted(rvs)
+    assert len(set(rvs)) == len(rvs)
     history = cluster.call(lambda: [e.rv for e in cluster.store.history])
     assert history == sorted(history)
 
 
 def test_generation_bumps_on_spec_changes_only(custom: client.CustomObjectsApi) -> None:
     # Kubernetes: metadata.generation increments on spec changes, not on metadata or status changes.
-    obj = custom.create_namespaced_custom_object("example.com", "v1", "default", "widgets", {
-        "apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 1}})
+    obj = custom.create_namespaced_custom_object(
+        "example.com",
+        "v1",
+        "default",
+        "widgets",
+        {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 1}},
+    )
     assert obj["metadata"]["generation"] == 1
-    obj = custom.patch_namespaced_custom_object("example.com", "v1", "default", "widgets", "w",
-                                                {"metadata": {"labels": {"x": "y"}}})
+    obj = custom.patch_namespaced_custom_object(
+        "example.com", "v1", "default", "widgets", "w", {"metadata": {"labels": {"x": "y"}}}
+    )
     assert obj["metadata"]["generation"] == 1
-    obj = custom.patch_namespaced_custom_object_status("example.com", "v1", "default", "widgets", "w",
-                                                       {"status": {"phase": "Done"}})
+    obj = custom.patch_namespaced_custom_object_status(
+        "example.com", "v1", "default", "widgets", "w", {"status": {"phase": "Done"}}
+    )
     assert obj["metadata"]["generation"] == 1
-    obj = custom.patch_namespaced_custom_object("example.com", "v1", "default", "widgets", "w",
-                                                {"spec": {"size": 2}})
+    obj = custom.patch_namespaced_custom_object(
+        "example.com", "v1", "default", "widgets", "w", {"spec": {"size": 2}}
+    )
     assert obj["metadata"]["generation"] == 2
 
 
-def test_noop_update_keeps_resource_version_and_sends_no_event(cluster: ThreadedCluster,
-                                                                 core: client.CoreV1Api) -> None:
+def test_noop_update_keeps_resource_version_and_sends_no_event(
+    cluster: ThreadedCluster, core: client.CoreV1Api
+) -> None:
     # Kubernetes: a write that changes nothing is not persisted: same resourceVersion, no watch event.
     cm = core.create_namespaced_config_map("default", {"metadata": {"name": "a"}, "data": {"k": "v"}})
     before = cluster.call(lambda: len(cluster.store.history))
@@ -132,24 +157,47 @@ def test_absent_group_is_404(api: client.ApiClient) -> None:
 
 def test_version_endpoint(api: client.ApiClient) -> None:
     info = client.VersionApi(api).get_code()
-    assert info.major == "1" and info.git_version.startswith("v1.")
+    assert info.major == "1"
+    assert info.git_version.startswith("v1.")
 
 
 def test_crd_created_through_the_api_becomes_servable(api: client.ApiClient) -> None:
     # Kubernetes: a new CRD is Established and its resource appears in discovery.
     ext = client.ApiextensionsV1Api(api)
-    ext.create_custom_resource_definition({
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": "gadgets.example.org"},
-        "spec": {"group": "example.org", "scope": "Cluster",
-                 "names": {"kind": "Gadget", "plural": "gadgets", "singular": "gadget"},
-                 "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
-                     "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]}})
+    ext.create_custom_resource_definition(
+        {
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": {"name": "gadgets.example.org"},
+            "spec": {
+                "group": "example.org",
+                "scope": "Cluster",
+                "names": {"kind": "Gadget", "plural": "gadgets", "singular": "gadget"},
+                "versions": [
+                    {
+                        "name": "v1",
+                        "served": True,
+                        "storage": True,
+                        "schema": {
+                            "openAPIV3Schema": {
+                                "type": "object",
+                                "x-kubernetes-preserve-unknown-fields": True,
+                            }
+                        },
+                    }
+                ],
+            },
+        }
+    )
     crd = ext.read_custom_resource_definition("gadgets.example.org")
     assert any(c.type == "Established" and c.status == "True" for c in crd.status.conditions)
     co = client.CustomObjectsApi(api)
-    co.create_cluster_custom_object("example.org", "v1", "gadgets", {
-        "apiVersion": "example.org/v1", "kind": "Gadget", "metadata": {"name": "g"}, "anything": 1})
+    co.create_cluster_custom_object(
+        "example.org",
+        "v1",
+        "gadgets",
+        {"apiVersion": "example.org/v1", "kind": "Gadget", "metadata": {"name": "g"}, "anything": 1},
+    )
     assert co.get_cluster_custom_object("example.org", "v1", "gadgets", "g")["anything"] == 1
     ext.delete_custom_resource_definition("gadgets.example.org")
     with pytest.raises(ApiException) as err:
@@ -157,7 +205,9 @@ def test_crd_created_through_the_api_becomes_servable(api: client.ApiClient) -> 
     assert err.value.status == 404
 
 
-def test_request_accounting_counts_by_verb_and_resource(cluster: ThreadedCluster, core: client.CoreV1Api) -> None:
+def test_request_accounting_counts_by_verb_and_resource(
+    cluster: ThreadedCluster, core: client.CoreV1Api
+) -> None:
     mark = cluster.call(cluster.requests.mark)
     core.create_namespaced_config_map("default", {"metadata": {"name": "a"}})
     core.read_namespaced_config_map("a", "default")
@@ -169,4 +219,6 @@ def test_request_accounting_counts_by_verb_and_resource(cluster: ThreadedCluster
     assert cluster.call(reqs.count, "list", "configmaps", since=mark) == 1
     assert cluster.call(reqs.count, "create", "configmaps") == 1
     assert [(r.verb, r.resource) for r in cluster.call(reqs.writes, since=mark)] == [
-        ("create", "configmaps"), ("patch", "configmaps")]
+        ("create", "configmaps"),
+        ("patch", "configmaps"),
+    ]
