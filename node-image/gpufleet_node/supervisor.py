@@ -151,6 +151,7 @@ class Supervisor:
         self.proc: asyncio.subprocess.Process | None = None
         self.ready_since: float | None = None
         self._stop = asyncio.Event()
+        self._scrape_now = asyncio.Event()
         self._set_state(State.STARTING, self.reason)
 
     # -- state -----------------------------------------------------------------------------------
@@ -261,6 +262,7 @@ class Supervisor:
                     self.metrics.smoke_seconds.set(smoke.seconds)
                     self.metrics.startup_seconds.set(now - started)
                     self._set_state(State.READY, "engine healthy and smoke completion succeeded", ready=True)
+                    self._scrape_now.set()  # publish engine metrics as soon as it serves
                 else:
                     self._set_state(State.UNHEALTHY if ever_ready else State.LOADING, smoke.detail)
             elif not healthy and self.ready:
@@ -283,7 +285,9 @@ class Supervisor:
                     self.metrics.engine.snapshot = await self.client.scrape()
                 except (aiohttp.ClientError, TimeoutError, OSError, MetricsParseError):
                     self.metrics.scrape_errors.inc()
-            await asyncio.sleep(self.timings.metrics_interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._scrape_now.wait(), timeout=self.timings.metrics_interval)
+            self._scrape_now.clear()
 
     # -- stopping --------------------------------------------------------------------------------
     async def drain(self) -> None:
