@@ -1,0 +1,1 @@
+"""The real kopf operator, in-process, against the API emulator (#5)."""
