@@ -61,9 +61,6 @@ def handle(args: argparse.Namespace) -> int:
             print(json.dumps({"error": {"code": exc.code, "message": str(exc)}}))
         print(f"gpufleet-node detect: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyError as exc:  # unknown profile name
-        print(f"gpufleet-node detect: {exc.args[0]}", file=sys.stderr)
-        return 2
     try:
         results = validate_report(report, load_catalog(), min_driver_version=args.min_driver_version)
     except ValueError as exc:

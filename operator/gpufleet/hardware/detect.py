@@ -132,6 +132,12 @@ class NvmlError(DetectionError):
     code = "NvmlError"
 
 
+class ProfileNotFound(DetectionError):
+    exit_code = 11
+    code = "ProfileNotFound"
+    hint = "Use one of the recorded profiles listed above (gpufleet.hardware.profiles.list_profiles())"
+
+
 class DetectionBackend(Protocol):
     """Produces a report of the machine it runs on (or pretends to)."""
 
@@ -149,7 +155,10 @@ class ProfileBackend:
             return self._profile
         from gpufleet.hardware.profiles import load_profile
 
-        return load_profile(self._profile)
+        try:
+            return load_profile(self._profile)
+        except KeyError as exc:
+            raise ProfileNotFound(str(exc.args[0])) from exc
 
 
 def _text(value: object) -> str:

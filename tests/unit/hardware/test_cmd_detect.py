@@ -61,5 +61,5 @@ def test_detect_driver_floor(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_detect_unknown_profile(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["detect", "--profile", "no-such"]) == 2
+    assert main(["detect", "--profile", "no-such"]) == 11
     assert "rtx4090-x4" in capsys.readouterr().err

@@ -24,6 +24,7 @@ from gpufleet.hardware.detect import (
     NvmlError,
     NvmlLibraryNotFound,
     ProfileBackend,
+    ProfileNotFound,
     architecture_for_cc,
     detect,
     read_host_info,
@@ -163,7 +164,7 @@ def test_nvml_errors_map_to_distinct_actionable_errors(
 def test_exit_codes_are_distinct() -> None:
     classes = [
         NvmlLibraryNotFound, DriverNotLoaded, InsufficientPermissions, DriverLibraryMismatch,
-        GPULost, NoGPUsFound, NvmlError, DetectionError,
+        GPULost, NoGPUsFound, NvmlError, ProfileNotFound, DetectionError,
     ]  # fmt: skip
     codes = [c.exit_code for c in classes]
     assert len(set(codes)) == len(codes)
@@ -188,6 +189,8 @@ def test_profile_backend_and_detect() -> None:
     assert detect(ProfileBackend("l4-x1")) == load_profile("l4-x1")
     report = load_profile("t4-x1")
     assert detect(ProfileBackend(report)) is report
+    with pytest.raises(ProfileNotFound, match="rtx4090-x4"):
+        detect(ProfileBackend("no-such-machine"))
 
 
 def test_host_info_from_proc(tmp_path: Path) -> None:
