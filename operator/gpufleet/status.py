@@ -25,9 +25,9 @@ ENGINE_SELECTED = "EngineSelected"
 READY = "Ready"
 MINIMUM_SELF_STAKE = "MinimumSelfStake"
 
-#: Top-level InferenceNode status keys this module owns (others, e.g. ``rollout``, are left alone).
-INODE_KEYS = ("observedGeneration", "devices", "readyDevices", "totalDevices", "conditions",
-              "targetVersion", "currentVersion")
+#: Top-level InferenceNode status keys this module owns (others, e.g. ``rollout`` and the
+#: ``currentVersion``/``targetVersion``/``lastStableVersion`` it keeps, belong to the rollout controller).
+INODE_KEYS = ("observedGeneration", "devices", "readyDevices", "totalDevices", "conditions")
 
 
 @dataclass(frozen=True)

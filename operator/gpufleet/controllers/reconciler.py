@@ -30,6 +30,7 @@ from gpufleet.metrics import METRICS, DeviceSample
 from gpufleet.objects import READY_GATE, InodeView, InvalidObject, NodeView, PodView, PoolView, ReleaseView
 from gpufleet.podspec import PodRelease
 from gpufleet.releases import select_release
+from gpufleet.rollout.views import pod_release
 from gpufleet.settings import OperatorSettings
 from gpufleet.shares import parse_int_amount
 from gpufleet.status import (
@@ -326,6 +327,13 @@ class Reconciler:
                     views.append(ReleaseView.from_body(rel_body))
                 except InvalidObject as exc:
                     logger.debug("ignoring release: %s", exc)
+        decided = pod_release(inode.status)
+        if decided is not None:
+            # Once the rollout controller recorded a version, it decides what pods run (#7).
+            known = next((v for v in views if (v.version, v.image) == decided), None)
+            source = f"EngineRelease {known.name}" if known else "rollout record"
+            return _Release(PodRelease(*decided), ReleaseInfo(*decided, source),
+                            known.min_driver_version if known else None)
         chosen = select_release(views, channel=inode.release_channel, version=inode.release_version)
         if chosen is not None:
             return _Release(
