@@ -1,0 +1,86 @@
+"""`gpufleet demo`: a simulated fleet run by the real operator, live in the terminal."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "demo",
+        help="Run a simulated GPU fleet (emulated cluster, real operator) and watch it live.",
+        description="Start the Kubernetes API emulator with simulated GPU nodes and node agents, run "
+        "the real gpufleet operator against it, apply a scenario (pools, nodes, releases), roll out "
+        "a good and a bad engine release, and show devices, shares, priorities and events.",
+    )
+    parser.add_argument("--scenario", type=Path, help="Scenario YAML (default: the packaged one; "
+                        "print it with --print-scenario).")
+    parser.add_argument("--print-scenario", action="store_true", help="Print the default scenario and exit.")
+    parser.add_argument("--once", action="store_true", help="No live view: print the final state and exit.")
+    parser.add_argument("--json", action="store_true", help="Print the final state as JSON (implies --once).")
+    parser.add_argument("--kubeconfig-out", type=Path,
+                        help="Write a kubeconfig for the emulated cluster here (usable while the demo runs).")
+    parser.add_argument("--keep-running", action="store_true",
+                        help="After the scenario, keep the cluster and operator up until Ctrl-C.")
+    parser.add_argument("--phase-timeout", type=float, default=40.0, help="Seconds each phase may take.")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.live import Live
+
+    from gpufleet.demo.runner import Demo
+    from gpufleet.demo.scenario import ScenarioError, default_scenario_text, load_scenario
+    from gpufleet.demo.view import render
+
+    if args.print_scenario:
+        sys.stdout.write(default_scenario_text())
+        return 0
+    err = Console(stderr=True)
+    try:
+        scenario = load_scenario(args.scenario)
+    except ScenarioError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        return 2
+    logging.basicConfig(level=logging.ERROR)
+    for noisy in ("kopf", "aiohttp", "gpufleet"):
+        logging.getLogger(noisy).setLevel(logging.CRITICAL)
+    once = args.once or args.json
+    console = Console()
+    live: Live | None = None
+    if not once:
+        live = Live(console=console, refresh_per_second=4, transient=False)
+        live.start()
+
+    def refresh(snapshot: dict[str, Any], phase: str, progress: tuple[str, int, int] | None) -> None:
+        if live is not None:
+            live.update(render(snapshot, phase=phase, progress=progress))
+
+    demo = Demo(scenario, kubeconfig_out=args.kubeconfig_out, refresh=refresh, phase_timeout=args.phase_timeout)
+    if args.kubeconfig_out:
+        err.print(f"kubeconfig for the emulated cluster: {args.kubeconfig_out}")
+    try:
+        result = asyncio.run(demo.run(keep_running=args.keep_running))
+    finally:
+        if live is not None:
+            live.stop()
+    if args.json:
+        sys.stdout.write(json.dumps(result.to_json(), indent=2, sort_keys=False) + "\n")
+    else:
+        if once:
+            console.print(render(result.snapshot, phase="final state"))
+        for phase in result.phases:
+            style = "green" if phase.outcome == phase.expected else "red"
+            console.print(
+                f"[{style}]{phase.name}: {phase.outcome}[/{style}] (expected {phase.expected}, "
+                f"{phase.seconds:.1f}s) {phase.detail}"
+            )
+        console.print(f"demo finished in {result.seconds:.1f}s: {'OK' if result.ok else 'NOT AS EXPECTED'}")
+    return 0 if result.ok else 1

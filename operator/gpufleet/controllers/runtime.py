@@ -1,0 +1,78 @@
+"""Assemble and run the whole operator (core reconciler + rollout controller) in one kopf registry.
+
+One place builds the registry so that `gpufleet run`, the demo, the integration tests and the
+benchmarks all run the same operator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import kopf
+
+from gpufleet.controllers import rollout
+from gpufleet.controllers.handlers import connection, kopf_settings, make_registry
+from gpufleet.controllers.reconciler import Reconciler
+from gpufleet.settings import OperatorSettings
+
+
+@dataclass
+class Operator:
+    """The parts of one operator instance, for callers that want to look inside (tests, demo)."""
+
+    settings: OperatorSettings
+    registry: kopf.OperatorRegistry
+    reconciler: Reconciler
+    rollouts: rollout.RolloutController
+
+
+def build_operator(settings: OperatorSettings, *, kubeconfig: str | None = None) -> Operator:
+    reconciler = Reconciler(settings)
+    registry = make_registry(reconciler, kubeconfig=kubeconfig)
+    rollouts = rollout.install(registry, settings=settings, connection=lambda: connection(kubeconfig))
+    return Operator(settings=settings, registry=registry, reconciler=reconciler, rollouts=rollouts)
+
+
+def _scope(settings: OperatorSettings) -> dict[str, object]:
+    if settings.namespace:
+        return {"namespaces": [settings.namespace], "clusterwide": False}
+    return {"clusterwide": True}
+
+
+@contextlib.asynccontextmanager
+async def running_operator(
+    settings: OperatorSettings, *, kubeconfig: str | None = None, startup_timeout: float = 30.0
+) -> AsyncIterator[Operator]:
+    """Run the operator on the current event loop until the context exits."""
+    op = build_operator(settings, kubeconfig=kubeconfig)
+    stop = asyncio.Event()
+    ready = asyncio.Event()
+    task = asyncio.create_task(
+        kopf.operator(
+            registry=op.registry,
+            settings=kopf_settings(settings),
+            standalone=settings.peering_name is None,
+            stop_flag=stop,
+            ready_flag=ready,
+            liveness_endpoint=settings.liveness_endpoint,
+            **_scope(settings),  # type: ignore[arg-type]
+        )
+    )
+    try:
+        done, _ = await asyncio.wait(
+            {task, asyncio.ensure_future(ready.wait())}, timeout=startup_timeout,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        if task in done:
+            task.result()  # raise why the operator could not start
+            raise RuntimeError("the operator stopped during start-up")
+        if not ready.is_set():
+            raise TimeoutError(f"the operator did not start within {startup_timeout:.0f}s")
+        yield op
+    finally:
+        stop.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 30)
