@@ -19,15 +19,24 @@ def register(sub: Any) -> None:
         "the real gpufleet operator against it, apply a scenario (pools, nodes, releases), roll out "
         "a good and a bad engine release, and show devices, shares, priorities and events.",
     )
-    parser.add_argument("--scenario", type=Path, help="Scenario YAML (default: the packaged one; "
-                        "print it with --print-scenario).")
+    parser.add_argument(
+        "--scenario",
+        type=Path,
+        help="Scenario YAML (default: the packaged one; print it with --print-scenario).",
+    )
     parser.add_argument("--print-scenario", action="store_true", help="Print the default scenario and exit.")
     parser.add_argument("--once", action="store_true", help="No live view: print the final state and exit.")
     parser.add_argument("--json", action="store_true", help="Print the final state as JSON (implies --once).")
-    parser.add_argument("--kubeconfig-out", type=Path,
-                        help="Write a kubeconfig for the emulated cluster here (usable while the demo runs).")
-    parser.add_argument("--keep-running", action="store_true",
-                        help="After the scenario, keep the cluster and operator up until Ctrl-C.")
+    parser.add_argument(
+        "--kubeconfig-out",
+        type=Path,
+        help="Write a kubeconfig for the emulated cluster here (usable while the demo runs).",
+    )
+    parser.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="After the scenario, keep the cluster and operator up until Ctrl-C.",
+    )
     parser.add_argument("--phase-timeout", type=float, default=40.0, help="Seconds each phase may take.")
     parser.set_defaults(func=run)
 
@@ -63,7 +72,9 @@ def run(args: argparse.Namespace) -> int:
         if live is not None:
             live.update(render(snapshot, phase=phase, progress=progress))
 
-    demo = Demo(scenario, kubeconfig_out=args.kubeconfig_out, refresh=refresh, phase_timeout=args.phase_timeout)
+    demo = Demo(
+        scenario, kubeconfig_out=args.kubeconfig_out, refresh=refresh, phase_timeout=args.phase_timeout
+    )
     if args.kubeconfig_out:
         err.print(f"kubeconfig for the emulated cluster: {args.kubeconfig_out}")
     try:

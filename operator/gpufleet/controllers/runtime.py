@@ -63,7 +63,8 @@ async def running_operator(
     )
     try:
         done, _ = await asyncio.wait(
-            {task, asyncio.ensure_future(ready.wait())}, timeout=startup_timeout,
+            {task, asyncio.ensure_future(ready.wait())},
+            timeout=startup_timeout,
             return_when=asyncio.FIRST_COMPLETED,
         )
         if task in done:

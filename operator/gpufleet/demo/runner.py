@@ -188,10 +188,10 @@ class Demo:
             if rollout.expect == "Succeeded":
                 stable = all(n["lastStableVersion"] == version for n in on_new)
                 return len(on_new) == len(nodes) and stable, f"{len(on_new)}/{len(nodes)} on {version}"
-            mixed = [
-                n["name"] for n in nodes if n["currentVersion"] not in (version, previous)
+            mixed = [n["name"] for n in nodes if n["currentVersion"] not in (version, previous)]
+            busy = [
+                n["name"] for n in nodes if n["targetVersion"] not in (None, previous, n["currentVersion"])
             ]
-            busy = [n["name"] for n in nodes if n["targetVersion"] not in (None, previous, n["currentVersion"])]
             detail = (
                 f"{len(rolled_back)} rolled back to {previous}, release "
                 f"{'halted' if halted else 'active'}, {len(on_new)} on {version}"

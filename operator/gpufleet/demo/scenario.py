@@ -29,7 +29,9 @@ class EmulatedNode(_Strict):
     """A Kubernetes node of the emulated cluster and the GPU profile its agents report."""
 
     name: str = Field(min_length=1, max_length=253)
-    profile: str = Field(min_length=1, description="Recorded hardware profile (see gpufleet.hardware.profiles).")
+    profile: str = Field(
+        min_length=1, description="Recorded hardware profile (see gpufleet.hardware.profiles)."
+    )
 
     @field_validator("profile")
     @classmethod
@@ -100,9 +102,7 @@ def parse_scenario(text: str, *, source: str = "<scenario>") -> Scenario:
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
         raise ScenarioError(f"{source}: {problems}") from exc
 
 

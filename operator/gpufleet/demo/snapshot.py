@@ -125,7 +125,9 @@ def event_rows(events: Iterable[Mapping[str, Any]], *, namespace: str | None = N
             continue
         rows.append(
             {
-                "time": ev.get("lastTimestamp") or ev.get("eventTime") or ev.get("firstTimestamp")
+                "time": ev.get("lastTimestamp")
+                or ev.get("eventTime")
+                or ev.get("firstTimestamp")
                 or (ev.get("metadata") or {}).get("creationTimestamp"),
                 "type": ev.get("type"),
                 "reason": ev.get("reason"),

@@ -33,9 +33,17 @@ def _num(value: Any, fmt: str) -> str:
 def devices_table(snapshot: JsonObj) -> Table:
     table = Table(title="GPU devices", expand=True, header_style="bold")
     for col, justify in (
-        ("pool", "left"), ("node", "left"), ("gpu", "right"), ("product", "left"), ("VRAM GiB", "right"),
-        ("engine", "left"), ("VRAM share", "right"), ("effective stake", "right"),
-        ("priority", "right"), ("ready", "center"), ("version", "left"),
+        ("pool", "left"),
+        ("node", "left"),
+        ("gpu", "right"),
+        ("product", "left"),
+        ("VRAM GiB", "right"),
+        ("engine", "left"),
+        ("VRAM share", "right"),
+        ("effective stake", "right"),
+        ("priority", "right"),
+        ("ready", "center"),
+        ("version", "left"),
     ):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     versions = {n["name"]: n.get("currentVersion") for n in snapshot["inferenceNodes"]}
@@ -47,10 +55,17 @@ def devices_table(snapshot: JsonObj) -> Table:
             ready = Text("BLOCKED", style="bold red")
             share = Text(str(d["reason"]), style="red")  # type: ignore[assignment]
         table.add_row(
-            str(d["pool"]), str(d["inferenceNode"]), str(d["index"]), str(d["product"] or "?"),
+            str(d["pool"]),
+            str(d["inferenceNode"]),
+            str(d["index"]),
+            str(d["product"] or "?"),
             "-" if d["vramMiB"] is None else f"{d['vramMiB'] / 1024:.0f}",
-            str(d["engine"] or "-"), share, _stake(d["effectiveStake"]), _num(d["priorityScore"], ".2f"),
-            ready, str(versions.get(d["inferenceNode"]) or "-"),
+            str(d["engine"] or "-"),
+            share,
+            _stake(d["effectiveStake"]),
+            _num(d["priorityScore"], ".2f"),
+            ready,
+            str(versions.get(d["inferenceNode"]) or "-"),
         )
     return table
 
@@ -61,11 +76,18 @@ def pools_table(snapshot: JsonObj) -> Table:
         table.add_column(col)
     for p in snapshot["pools"]:
         met = p["minimumSelfStakeMet"]
-        flag = Text("-") if met is None else (Text("met", style="green") if met else Text("NOT MET", style="red"))
+        flag = (
+            Text("-")
+            if met is None
+            else (Text("met", style="green") if met else Text("NOT MET", style="red"))
+        )
         table.add_row(
-            p["name"], _stake(p["totalStake"]),
+            p["name"],
+            _stake(p["totalStake"]),
             "-" if p["validatedVRAMMiB"] is None else f"{p['validatedVRAMMiB'] / 1024:.0f}",
-            str(p["devices"] if p["devices"] is not None else "-"), str(p["selfStakeRatio"] or "-"), flag,
+            str(p["devices"] if p["devices"] is not None else "-"),
+            str(p["selfStakeRatio"] or "-"),
+            flag,
         )
     return table
 
@@ -76,7 +98,9 @@ def releases_table(snapshot: JsonObj) -> Table:
         table.add_column(col)
     for r in snapshot["releases"]:
         state = Text("HALTED", style="bold red") if r["halted"] else Text("active", style="green")
-        table.add_row(r["name"], str(r["version"]), str(r["channel"]), state, ", ".join(r["failedNodes"]) or "-")
+        table.add_row(
+            r["name"], str(r["version"]), str(r["channel"]), state, ", ".join(r["failedNodes"]) or "-"
+        )
     return table
 
 
@@ -84,7 +108,9 @@ def events_panel(snapshot: JsonObj, *, last: int = 12) -> Panel:
     lines = []
     for e in snapshot["events"][-last:]:
         style = "red" if e["type"] == "Warning" else "dim"
-        lines.append(Text(f"{e['reason']:<22} {e['object']:<40} {e['message']}", style=style, overflow="ellipsis"))
+        lines.append(
+            Text(f"{e['reason']:<22} {e['object']:<40} {e['message']}", style=style, overflow="ellipsis")
+        )
     return Panel(Group(*lines) if lines else Text("(none yet)"), title="Events", expand=True)
 
 
@@ -97,11 +123,18 @@ def progress_line(label: str, done: int, total: int) -> RenderableType:
     return table
 
 
-def render(snapshot: JsonObj, *, phase: str = "", progress: tuple[str, int, int] | None = None) -> RenderableType:
+def render(
+    snapshot: JsonObj, *, phase: str = "", progress: tuple[str, int, int] | None = None
+) -> RenderableType:
     parts: list[RenderableType] = []
     if phase:
         parts.append(Text(phase, style="bold cyan"))
     if progress is not None:
         parts.append(progress_line(*progress))
-    parts += [devices_table(snapshot), pools_table(snapshot), releases_table(snapshot), events_panel(snapshot)]
+    parts += [
+        devices_table(snapshot),
+        pools_table(snapshot),
+        releases_table(snapshot),
+        events_panel(snapshot),
+    ]
     return Group(*parts)
