@@ -169,10 +169,12 @@ class APIServer:
             ns, name = target.namespace, target.name
             resource = target.rtype.plural + (f"/{target.subresource}" if target.subresource else "")
             verb = self._verb(request, target)
+            agent = request.headers.get("User-Agent", "")
+            if verb == "watch":  # long-lived: count it when it starts
+                self.requests.add(verb, resource, ns, name, 200, agent)
+                return await self._dispatch(request, target, verb)
             response = await self._dispatch(request, target, verb)
-            self.requests.add(
-                verb, resource, ns, name, response.status, request.headers.get("User-Agent", "")
-            )
+            self.requests.add(verb, resource, ns, name, response.status, agent)
             return response
         except APIError as exc:
             self.requests.add(verb, resource, ns, name, exc.code, request.headers.get("User-Agent", ""))
