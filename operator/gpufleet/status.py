@@ -275,8 +275,8 @@ def share_events(
                 events.append(("Warning", "DeviceBlocked",
                                f"GPU {index} blocked ({val.get('reason')}): {val.get('message')}"))
         share, old_share = dev.get("vramShare"), old.get("vramShare")
-        if old_share is not None and share is not None and \
-                abs(Decimal(str(share)) - Decimal(str(old_share))) > threshold:
+        # A share appearing (device just validated) or vanishing (blocked) has its own Event.
+        if old_share and share and abs(Decimal(str(share)) - Decimal(str(old_share))) > threshold:
             events.append(("Normal", "ShareChanged",
                            f"GPU {index}: VRAM share {old_share} -> {share}, effective stake "
                            f"{old.get('effectiveStake')} -> {dev.get('effectiveStake')} INT, "

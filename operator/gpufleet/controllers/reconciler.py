@@ -253,6 +253,15 @@ class Reconciler:
             raise RuntimeError("the reconciler has no API client: start() it from the operator's startup")
         return self.client
 
+    def _events(self, body: Body, events: Iterable[tuple[str, str, str]]) -> None:
+        """One Event per (type, reason) and reconcile: a node's 8 GPUs make one Event, not 8."""
+        grouped: dict[tuple[str, str], list[str]] = {}
+        for type_, reason, message in events:
+            grouped.setdefault((type_, reason), []).append(message)
+        for (type_, reason), messages in grouped.items():
+            text = messages[0] if len(messages) == 1 else f"{len(messages)} GPUs: " + "; ".join(messages)
+            self._event(body, type_, reason, text)
+
     def _event(self, body: Body, type_: str, reason: str, message: str) -> None:
         """Fire and forget: an Event must never hold up (or fail) a reconcile."""
         client = self._client()
@@ -332,8 +341,11 @@ class Reconciler:
             # Once the rollout controller recorded a version, it decides what pods run (#7).
             known = next((v for v in views if (v.version, v.image) == decided), None)
             source = f"EngineRelease {known.name}" if known else "rollout record"
-            return _Release(PodRelease(*decided), ReleaseInfo(*decided, source),
-                            known.min_driver_version if known else None)
+            return _Release(
+                PodRelease(*decided),
+                ReleaseInfo(*decided, source),
+                known.min_driver_version if known else None,
+            )
         chosen = select_release(views, channel=inode.release_channel, version=inode.release_version)
         if chosen is not None:
             return _Release(
@@ -446,6 +458,7 @@ class Reconciler:
         retry: float | None = None
         ns = inode.namespace
 
+        events: list[tuple[str, str, str]] = []
         if plan.creates:
             results = await asyncio.gather(
                 *(client.create_pod(m) for m in plan.creates), return_exceptions=True
@@ -453,7 +466,7 @@ class Reconciler:
             for manifest, result in zip(plan.creates, results, strict=True):
                 name = manifest["metadata"]["name"]
                 if isinstance(result, BaseException):
-                    self._event(body, "Warning", "PodCreateFailed", f"pod {name}: {result}")
+                    events.append(("Warning", "PodCreateFailed", f"pod {name}: {result}"))
                     retry = 5.0
                 elif result is not None:
                     view = PodView.from_body(result)
@@ -461,7 +474,7 @@ class Reconciler:
                     self._expected.setdefault(inode.key, {})[name] = (self.monotonic(), view)
                     self.stats["pods_created"] += 1
                     index = manifest["metadata"]["labels"]["gpufleet.io/device-index"]
-                    self._event(body, "Normal", "PodCreated", f"created pod {name} for GPU {index}")
+                    events.append(("Normal", "PodCreated", f"created pod {name} for GPU {index}"))
         if plan.deletes:
             deleted = await asyncio.gather(
                 *(
@@ -472,12 +485,13 @@ class Reconciler:
             )
             for delete, outcome in zip(plan.deletes, deleted, strict=True):
                 if isinstance(outcome, BaseException):
-                    self._event(body, "Warning", "PodDeleteFailed", f"pod {delete.name}: {outcome}")
+                    events.append(("Warning", "PodDeleteFailed", f"pod {delete.name}: {outcome}"))
                     retry = 5.0
                     continue
                 by_name.pop(delete.name, None)
                 self.stats["pods_deleted"] += 1
-                self._event(body, "Normal", delete.reason, f"deleted pod {delete.name}: {delete.message}")
+                events.append(("Normal", delete.reason, f"deleted pod {delete.name}: {delete.message}"))
+        self._events(body, events)
         for patch in plan.label_patches:
             self._remember_pod(by_name, await client.patch_pod_labels(ns, patch.name, patch.labels))
         for clear in plan.gate_clears:
@@ -588,10 +602,9 @@ class Reconciler:
         old, patch = await self._write_status(INODES, body, status, INODE_KEYS)
         if patch is None:
             return
-        for type_, reason, message in share_events(
-            old.get("devices"), status["devices"], self.settings.share_event_threshold
-        ):
-            self._event(body, type_, reason, message)
+        self._events(
+            body, share_events(old.get("devices"), status["devices"], self.settings.share_event_threshold)
+        )
         self._pool_later(inode.namespace, inode.pool)
         METRICS.record_inference_node(
             inode.namespace, inode.name, inode.pool, [_sample(d) for d in status["devices"]]

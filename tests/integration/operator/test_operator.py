@@ -3,7 +3,7 @@ restart without duplicates; stake changes; garbage collection; zero writes after
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from fractions import Fraction
 
 import pytest
@@ -63,6 +63,18 @@ async def settle_mixed(c: DevCluster) -> None:
         await c.wait_for(inode_settled(c, name, ready, total), within=20)
 
 
+def reshared(c: DevCluster) -> Callable[[], bool]:
+    """Shares follow the pool's VRAM once every node of the mixed fleet has reported."""
+    pool_vram = 4 * RTX_4090 + A100_80
+
+    def check() -> bool:
+        rtx = status_of(c, "InferenceNode", "box-4090")["devices"][0]["vramShare"]
+        a100 = status_of(c, "InferenceNode", "box-a100")["devices"][0]["vramShare"]
+        return (rtx, a100) == (round(RTX_4090 / pool_vram, 6), round(A100_80 / pool_vram, 6))
+
+    return check
+
+
 async def test_mixed_fleet_pods_statuses_conditions_events(cluster: DevCluster) -> None:
     mixed_fleet(cluster)
     async with running_operator(cluster):
@@ -98,6 +110,8 @@ async def test_mixed_fleet_pods_statuses_conditions_events(cluster: DevCluster) 
 
         pool_vram = 4 * RTX_4090 + A100_80
         total = 100_000 * INT_BASE
+
+        await cluster.wait_for(reshared(cluster), within=10)
         rtx = status_of(cluster, "InferenceNode", "box-4090")
         for dev in rtx["devices"]:
             share = Fraction(RTX_4090, pool_vram)
@@ -160,6 +174,7 @@ async def test_self_heal_restart_stake_change_and_gc(cluster: DevCluster) -> Non
         creates = [e for e in cluster.store.history if e.resource is pods_rtype and e.type == "ADDED"]
         assert len(creates) == 7
         assert reconciler.stats["pods_created"] == 0
+        await cluster.wait_for(reshared(cluster), within=10)
 
         # Delete a pod: it is recreated (a new uid, the same name) and becomes ready again.
         victim = cluster.get("v1", "Pod", "box-4090-gpu-2", NS)
