@@ -17,7 +17,7 @@ import copy
 import json
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -193,6 +193,25 @@ class _Rule:
     error_type: str
     program: Any
     uses_old: bool
+    cache: dict[str, bool] = field(default_factory=dict)
+
+    def evaluate(self, value: Any, old: Any) -> bool:
+        """Run the rule; results are memoised per input, as cel-python interprets slowly."""
+        key = json.dumps([value, old] if self.uses_old else value, sort_keys=True)
+        hit = self.cache.get(key)
+        if hit is not None:
+            return hit
+        activation = {"self": json_to_cel(value)}
+        if self.uses_old:
+            activation["oldSelf"] = json_to_cel(old)
+        result = self.program.evaluate(activation)
+        if isinstance(result, Exception):
+            raise result
+        passed = bool(result)
+        if len(self.cache) >= 4096:
+            self.cache.clear()
+        self.cache[key] = passed
+        return passed
 
 
 class _CompiledVersion:
@@ -203,9 +222,10 @@ class _CompiledVersion:
         self._validator = jsonschema.Draft7Validator(_to_jsonschema(schema), format_checker=checker)
         self._env = celpy.Environment()
         self._rules: dict[int, list[_Rule]] = {}
+        self._has_rules: set[int] = set()  # schema nodes with a rule at or below them
         self._compile_rules(schema)
 
-    def _compile_rules(self, node: dict[str, Any]) -> None:
+    def _compile_rules(self, node: dict[str, Any]) -> bool:
         rules = []
         for entry in node.get("x-kubernetes-validations", []):
             program = self._env.program(self._env.compile(entry["rule"]))
@@ -221,11 +241,14 @@ class _CompiledVersion:
             )
         if rules:
             self._rules[id(node)] = rules
-        for sub in node.get("properties", {}).values():
-            self._compile_rules(sub)
+        below = [self._compile_rules(sub) for sub in node.get("properties", {}).values()]
         for key in ("items", "additionalProperties"):
             if isinstance(node.get(key), dict):
-                self._compile_rules(node[key])
+                below.append(self._compile_rules(node[key]))
+        if rules or any(below):
+            self._has_rules.add(id(node))
+            return True
+        return False
 
     def validate(self, obj: dict[str, Any], old: dict[str, Any] | None) -> list[FieldError]:
         obj = copy.deepcopy(obj)
@@ -244,22 +267,19 @@ class _CompiledVersion:
         return _dedupe(errors)
 
     def _cel_errors(self, node: dict[str, Any], value: Any, old: Any, path: str) -> Iterator[FieldError]:
-        if value is None:
+        if value is None or id(node) not in self._has_rules:
             return
         for rule in self._rules.get(id(node), []):
             if rule.uses_old and old is None:
                 continue
-            activation = {"self": json_to_cel(value)}
-            if rule.uses_old:
-                activation["oldSelf"] = json_to_cel(old)
             try:
-                result = rule.program.evaluate(activation)
+                result = rule.evaluate(value, old)
             except Exception as exc:  # cel-python raises its own error types
                 yield FieldError(
                     path or "<root>", "Invalid value", f"rule {rule.rule!r} failed to evaluate: {exc}"
                 )
                 continue
-            if isinstance(result, Exception) or not bool(result):
+            if not result:
                 where = _join(path, rule.field_path) if rule.field_path else (path or "<root>")
                 yield FieldError(where, rule.error_type, f"{_show(value, rule.field_path)}: {rule.message}")
         if isinstance(value, dict):
