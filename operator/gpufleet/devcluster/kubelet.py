@@ -81,6 +81,7 @@ class Kubelet:
         self.by_label: list[tuple[str, str, Behaviour]] = []
         self.nodes: dict[str, JsonObj] = {}
         self.pods: dict[tuple[str, str], PodState] = {}
+        self.by_node: dict[str, set[tuple[str, str]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ip_seq = 0
         self._pods_type = store.resolve("", "v1", "pods")
@@ -168,6 +169,7 @@ class Kubelet:
             st = self.pods.pop(event.key, None)
             if st is not None:
                 st.token += 1
+                self.by_node.get(st.node, set()).discard(st.key)
             return
         if event.actor == "kubelet" and event.key in self.pods:
             return
@@ -186,6 +188,7 @@ class Kubelet:
         st = self.pods.get(key)
         if st is not None and st.uid != meta["uid"]:
             st.token += 1
+            self.by_node.get(st.node, set()).discard(st.key)
             st = None
         if st is None:
             st = self._admit(pod)
@@ -223,6 +226,7 @@ class Kubelet:
             start_time=now_rfc3339(),
         )
         self.pods[st.key] = st
+        self.by_node.setdefault(node_name, set()).add(st.key)
         want = _gpu_request(pod)
         if want:
             capacity = int(
@@ -250,8 +254,9 @@ class Kubelet:
 
     def _active_pods_on(self, node: str) -> list[JsonObj]:
         out = []
-        for st in self.pods.values():
-            if st.node == node and st.stage not in ("failed", "exited") and not st.terminating:
+        for key in self.by_node.get(node, ()):
+            st = self.pods.get(key)
+            if st is not None and st.stage not in ("failed", "exited") and not st.terminating:
                 obj = self.store.find(self._pods_type, st.namespace, st.name)
                 if obj is not None:
                     out.append(obj)

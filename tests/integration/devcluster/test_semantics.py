@@ -520,3 +520,18 @@ def test_watch_stream_delivers_events_while_writes_happen_concurrently(core: cli
         core.create_namespaced_config_map("default", {"metadata": {"name": f"c{i:02d}"}})
     t.join(5)
     assert got == [f"c{i:02d}" for i in range(20)]
+
+
+def test_status_write_is_validated_against_the_status_schema(custom: client.CustomObjectsApi) -> None:
+    # Kubernetes: /status writes are schema-checked too (and unknown status fields are pruned).
+    custom.create_namespaced_custom_object(*WIDGET, widget("w"))
+    with pytest.raises(ApiException) as err:
+        custom.patch_namespaced_custom_object_status(*WIDGET, "w", {"status": {"observedGeneration": "x"}})
+    assert err.value.status == 422
+    # (a type error also adds the server's "<nil>" cause saying CEL rules were skipped)
+    assert status_of(err)["details"]["causes"][0]["field"] == "status.observedGeneration"
+    out = custom.patch_namespaced_custom_object_status(
+        *WIDGET, "w", {"status": {"phase": "A", "kopf": {"x": 1}}}
+    )
+    assert out["status"] == {"phase": "A"}
+    assert out["spec"] == {"size": 1, "color": "red"}
