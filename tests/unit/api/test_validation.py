@@ -6,8 +6,11 @@ import copy
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from gpufleet.api.crdgen import load_crds
 from gpufleet.api.v1alpha1 import InferenceNode
 from gpufleet.api.validation import (
     CEL_SKIPPED,
@@ -17,7 +20,9 @@ from gpufleet.api.validation import (
     status_422,
     validate_object,
 )
-from tests.unit.api.conftest import example
+from tests.unit.api.conftest import CRD_DIR, example
+
+CRDS = load_crds(CRD_DIR)
 
 
 @pytest.fixture
@@ -134,3 +139,27 @@ def test_pydantic_errors_use_api_server_paths(node: dict[str, Any]) -> None:
         InferenceNode.model_validate(node)
     paths = set(_paths(pydantic_field_errors(exc.value)))
     assert paths == {"spec.models[0].maxModelLen", "spec.updatePolicy.maxUnavailable"}
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    field=st.sampled_from(["poolRef", "models", "release", "updatePolicy", "resources", "gpuCount", "x"]),
+    value=json_values,
+)
+def test_garbage_never_crashes_the_validator(field: str, value: Any) -> None:
+    # The emulator answers whatever clients send with 422, never with a crash (500); and what the
+    # API server refuses, the (stricter) models refuse too.
+    obj = copy.deepcopy(example("rtx4090-box"))
+    obj["spec"][field] = value
+    errors = validate_object(CRDS["InferenceNode"], obj)
+    assert all(isinstance(e, FieldError) and e.path for e in errors)
+    if errors:
+        with pytest.raises(ValidationError):
+            InferenceNode.model_validate(obj)
