@@ -241,7 +241,10 @@ class DevCluster:
 
     def add_node(self, spec: NodeSpec | str) -> JsonObj:
         spec = NodeSpec(spec) if isinstance(spec, str) else spec
-        report = self.agents.report_source(spec.profile)
+        try:
+            report = self.agents.report_source(spec.profile)
+        except KeyError as exc:
+            raise ValueError(f"node {spec.name!r}: {exc.args[0] if exc.args else exc}") from exc
         node = node_object(spec, report, len(self.kubelet.nodes))
         entry = self.apply(node, actor="bootstrap")
         self.kubelet.add_node(spec.name, entry.obj)
