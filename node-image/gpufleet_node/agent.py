@@ -50,7 +50,8 @@ async def run_agent(config: AgentConfig, env: Mapping[str, str]) -> int:
         if config.engine_launcher:
             _say(f"launching through GPUFLEET_ENGINE_LAUNCHER: {' '.join(argv)}")
         client = EngineClient(config.engine_url, FLAVOURS[plan.engine], config.model, config.timings)
-        supervisor = Supervisor(argv, client, config.timings, config.policy, metrics, env=dict(os.environ))
+        engine_env = plan.engine_env(os.environ)
+        supervisor = Supervisor(argv, client, config.timings, config.policy, metrics, env=engine_env)
 
     def readiness() -> Mapping[str, Any]:
         return supervisor.status() if supervisor is not None else blocked_status

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gpufleet.hardware.report import HardwareReport
+from gpufleet.hardware.report import GPUDevice, HardwareReport
 from gpufleet_node.config import AgentConfig
 from gpufleet_node.engines import EngineName, parse_engine, resolve_interpreter
 
@@ -30,6 +30,28 @@ class Plan:
     command: list[str] | None = None
     blocked: dict[str, str] | None = None
     gfd_labels: dict[str, str] = field(default_factory=dict)
+    device_uuid: str | None = None
+
+    def engine_env(self, base: Mapping[str, str]) -> dict[str, str]:
+        """The engine's environment, pinned to this pod's GPU by UUID (CUDA may order GPUs unlike NVML)."""
+        env = dict(base)
+        if self.device_uuid:
+            env["CUDA_VISIBLE_DEVICES"] = self.device_uuid
+        return env
+
+
+def pick_device(report: HardwareReport, device_index: int, uuid: str | None) -> GPUDevice | None:
+    """The pod's GPU: by UUID when given, else by index, else the only GPU the container can see.
+
+    With the NVIDIA device plugin a container sees just its allocated GPU and NVML numbers it 0, so
+    the host index the operator passes may not exist inside the pod; the single visible GPU is it.
+    """
+    if uuid:
+        return next((d for d in report.devices if d.uuid == uuid), None)
+    by_index = next((d for d in report.devices if d.index == device_index), None)
+    if by_index is not None:
+        return by_index
+    return report.devices[0] if len(report.devices) == 1 else None
 
 
 def with_required_flags(command: list[str], engine: EngineName) -> list[str]:
@@ -103,15 +125,21 @@ def make_plan(config: AgentConfig, env: Mapping[str, str]) -> Plan:
         return _blocked(document, "InvalidConfiguration", f"GPUFLEET_MIN_DRIVER_VERSION: {exc}")
     document["validation"] = [r.model_dump(mode="json") for r in results]
     by_index = {device.index: result for device, result in zip(report.devices, results, strict=True)}
-    mine = by_index.get(config.device_index)
-    if mine is None:
-        return _blocked(
-            document,
-            "DeviceNotFound",
-            f"GPUFLEET_DEVICE_INDEX={config.device_index} but the machine has GPUs {sorted(by_index)}",
+    wanted_uuid = env.get("GPUFLEET_DEVICE_UUID") or None
+    device = pick_device(report, config.device_index, wanted_uuid)
+    if device is None:
+        wanted = (
+            f"GPUFLEET_DEVICE_UUID={wanted_uuid}"
+            if wanted_uuid
+            else f"GPUFLEET_DEVICE_INDEX={config.device_index}"
         )
+        visible = [f"{d.index}:{d.uuid}" for d in report.devices]
+        return _blocked(document, "DeviceNotFound", f"{wanted} but the visible GPUs are {visible}")
+    document["agent"]["device"] = {"index": device.index, "uuid": device.uuid}
+    mine = by_index[device.index]
     if not mine.valid:
-        return _blocked(document, mine.reason, f"GPU {config.device_index} is blocked: {mine.message}")
+        message = f"GPU {device.index} ({device.uuid}) is blocked: {mine.message}"
+        return _blocked(document, mine.reason, message)
 
     try:
         params = env.get("GPUFLEET_MODEL_PARAMS_BILLION")
@@ -127,7 +155,7 @@ def make_plan(config: AgentConfig, env: Mapping[str, str]) -> Plan:
         report,
         requirements,
         preference=config.engine,
-        device_indexes=[config.device_index],
+        device_indexes=[device.index],
         port=config.engine_port,
     )
     if decision.engine is None or decision.command is None:
@@ -136,4 +164,6 @@ def make_plan(config: AgentConfig, env: Mapping[str, str]) -> Plan:
     engine = parse_engine(decision.engine)
     command = resolve_interpreter(with_required_flags(decision.command, engine), engine, config.venv_root)
     document["engine"] = decision.model_copy(update={"command": command}).model_dump(mode="json")
-    return Plan(document=document, engine=engine, command=command, gfd_labels=gfd_labels)
+    return Plan(
+        document=document, engine=engine, command=command, gfd_labels=gfd_labels, device_uuid=device.uuid
+    )

@@ -252,7 +252,8 @@ def _record_start(env: Mapping[str, str], argv: Sequence[str], args: FakeArgs) -
     previous = len(path.read_text().splitlines()) if path.exists() else 0
     with path.open("a") as fh:
         fh.write(json.dumps({"pid": os.getpid(), "argv": list(argv), "flavour": args.flavour,
-                             "port": args.port, "model": args.model}) + "\n")
+                             "port": args.port, "model": args.model,
+                             "cuda_visible_devices": env.get("CUDA_VISIBLE_DEVICES")}) + "\n")
     return previous
 
 

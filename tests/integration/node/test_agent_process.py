@@ -161,6 +161,9 @@ def test_ready_only_after_smoke_and_hardware_matches_profile(
     starts = agent.starts()
     assert len(starts) == 1
     assert starts[0]["argv"] == doc["engine"]["command"]
+    # The engine is pinned to the pod's GPU by UUID.
+    assert starts[0]["cuda_visible_devices"] == doc["report"]["devices"][0]["uuid"]
+    assert doc["agent"]["device"] == {"index": 0, "uuid": doc["report"]["devices"][0]["uuid"]}
     executable = "vllm" if engine == "vllm" else "python"
     assert doc["engine"]["command"][0] == f"/opt/venvs/{engine}/bin/{executable}"
     code, err = agent.stop()

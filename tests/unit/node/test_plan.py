@@ -79,11 +79,35 @@ def test_requested_engine_is_honoured() -> None:
 
 
 def test_device_index_outside_the_machine_is_blocked() -> None:
-    plan = plan_for("a100-80gb-x1", GPUFLEET_DEVICE_INDEX="3")
-    assert plan.blocked == {
-        "reason": "DeviceNotFound",
-        "message": "GPUFLEET_DEVICE_INDEX=3 but the machine has GPUs [0]",
-    }
+    plan = plan_for("rtx-a6000-x2", GPUFLEET_DEVICE_INDEX="3")
+    assert plan.blocked is not None
+    assert plan.blocked["reason"] == "DeviceNotFound"
+    assert plan.blocked["message"].startswith("GPUFLEET_DEVICE_INDEX=3 but the visible GPUs are ['0:GPU-")
+
+
+def test_single_visible_gpu_is_the_pods_gpu_whatever_its_host_index() -> None:
+    # Under the device plugin the container sees only its GPU, renumbered 0 by NVML.
+    plan = plan_for("a100-80gb-x1", GPUFLEET_DEVICE_INDEX="5")
+    device = load_profile("a100-80gb-x1").devices[0]
+    assert plan.engine is not None
+    assert plan.document["agent"]["device"] == {"index": 0, "uuid": device.uuid}
+    assert plan.engine_env({"PATH": "/bin"}) == {"PATH": "/bin", "CUDA_VISIBLE_DEVICES": device.uuid}
+
+
+def test_device_can_be_chosen_by_uuid() -> None:
+    device = load_profile("h100-sxm-x8").devices[6]
+    plan = plan_for("h100-sxm-x8", GPUFLEET_DEVICE_UUID=device.uuid)
+    assert plan.document["agent"]["device"] == {"index": 6, "uuid": device.uuid}
+    assert plan.device_uuid == device.uuid
+    missing = plan_for("h100-sxm-x8", GPUFLEET_DEVICE_UUID="GPU-nope")
+    assert missing.blocked is not None
+    assert missing.blocked["reason"] == "DeviceNotFound"
+    assert "GPUFLEET_DEVICE_UUID=GPU-nope" in missing.blocked["message"]
+
+
+def test_blocked_plan_leaves_the_engine_environment_alone() -> None:
+    plan = plan_for("bad-unknown-gpu")
+    assert plan.engine_env({"A": "1"}) == {"A": "1"}
 
 
 def test_each_device_of_a_multi_gpu_machine_is_planned_alone() -> None:
@@ -91,6 +115,8 @@ def test_each_device_of_a_multi_gpu_machine_is_planned_alone() -> None:
     assert plan.engine is not None
     assert plan.document["engine"]["tensor_parallel_size"] == 1
     assert plan.document["agent"]["deviceIndex"] == 5
+    assert plan.document["agent"]["device"]["index"] == 5
+    assert plan.device_uuid == load_profile("h100-sxm-x8").devices[5].uuid
 
 
 def test_model_too_big_for_the_gpu_is_refused() -> None:
