@@ -65,6 +65,8 @@ async def run_agent(config: AgentConfig, env: Mapping[str, str]) -> int:
     if supervisor is not None:
         tasks.append(asyncio.create_task(supervisor.run()))
         tasks.append(asyncio.create_task(supervisor.scrape_forever()))
+        if os.getpid() == 1:
+            tasks.append(asyncio.create_task(supervisor.reap_forever()))
     # A crash loop ends supervisor.run(); the agent keeps serving so the operator can read why.
     await stop.wait()
     _say("stop requested")

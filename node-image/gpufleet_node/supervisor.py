@@ -122,6 +122,26 @@ class EngineClient:
         return normalise(self.flavour.name, text)
 
 
+def reap_orphans(managed: set[int]) -> int:
+    """Reap exited children that are not ours to wait for; returns how many were reaped.
+
+    Only matters when the agent is PID 1 (a pod spec that overrides the image's tini entrypoint):
+    engine workers re-parented to us would otherwise stay zombies. ``WNOWAIT`` peeks first so the
+    exit status of the engine process itself is left for asyncio's child watcher.
+    """
+    reaped = 0
+    while True:
+        try:
+            info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return reaped
+        if info is None or info.si_pid in managed:
+            return reaped
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(info.si_pid, 0)
+            reaped += 1
+
+
 def _signal_group(pid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
@@ -275,6 +295,13 @@ class Supervisor:
                     kind = "Unhealthy" if ever_ready else "StartupTimeout"
                     return f"{kind}: not ready for {limit:g}s ({self.reason})"
             await asyncio.sleep(self.timings.probe_interval)
+
+    async def reap_forever(self, interval: float = 1.0) -> None:
+        """Act as init for orphaned engine workers when the agent runs as PID 1."""
+        while True:
+            managed = {self.proc.pid} if self.proc is not None and self.proc.returncode is None else set()
+            reap_orphans(managed)
+            await asyncio.sleep(interval)
 
     # -- metrics ---------------------------------------------------------------------------------
     async def scrape_forever(self) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -15,7 +17,7 @@ from gpufleet_node.config import Timings
 from gpufleet_node.engines import FLAVOURS
 from gpufleet_node.metrics import AgentMetrics
 from gpufleet_node.policy import RestartPolicy
-from gpufleet_node.supervisor import EngineClient, State, Supervisor, check_completion
+from gpufleet_node.supervisor import EngineClient, State, Supervisor, check_completion, reap_orphans
 from tests.fakeengine.harness import child_env, fake_argv, free_port
 
 MODEL = "Qwen/Qwen3-0.6B"
@@ -249,3 +251,23 @@ def test_check_completion_rejects_unusable_answers() -> None:
     assert check_completion({"choices": [], "usage": {}}) == "completion response has no choices"
     assert check_completion({"choices": [{}]}) == "completion response has no usage"
     assert "no tokens" in str(check_completion({"choices": [{}], "usage": {"completion_tokens": 0}}))
+
+
+def test_reap_orphans_reaps_exited_children_but_not_managed_ones() -> None:
+    kept = subprocess.Popen(["/bin/true"])
+    orphan = os.posix_spawn("/bin/true", ["/bin/true"], dict(os.environ))
+    deadline = time.monotonic() + 5
+    # Wait until both have exited (peek without reaping).
+    while time.monotonic() < deadline:
+        flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
+        states = [os.waitid(os.P_PID, pid, flags) for pid in (kept.pid, orphan)]
+        if all(states):
+            break
+        time.sleep(0.01)
+    # The managed child is first in line or not; either way it must survive for its owner to wait on.
+    reaped = reap_orphans({kept.pid})
+    assert kept.wait(timeout=5) == 0  # still reapable by its owner
+    reaped += reap_orphans(set())
+    assert reaped >= 1
+    with pytest.raises(ChildProcessError):
+        os.waitpid(orphan, os.WNOHANG)
