@@ -178,3 +178,21 @@ def test_without_a_profile_nvml_failure_blocks_with_an_actionable_reason() -> No
     }
     assert plan.blocked["reason"] in codes
     assert plan.document["report"] is None
+
+
+@pytest.mark.parametrize(
+    ("profile", "index"), [("h100-sxm-x8", 5), ("a100-80gb-x1", 0), ("bad-old-driver", 0)]
+)
+def test_operator_reads_the_agents_document(profile: str, index: int) -> None:
+    """The operator's parser (gpufleet.devices) finds the same GPU and engine the agent used."""
+    from gpufleet.devices import parse_agent_report
+
+    plan = plan_for(profile, GPUFLEET_DEVICE_INDEX=str(index), GPUFLEET_MIN_DRIVER_VERSION="550.54.15")
+    report, device, engine = parse_agent_report(json.loads(json.dumps(plan.document)), index)
+    assert report == load_profile(profile)
+    assert device.index == index
+    if plan.engine is None:
+        assert engine is None
+    else:
+        assert device.uuid == plan.device_uuid
+        assert engine == plan.engine
