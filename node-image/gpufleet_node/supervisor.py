@@ -200,8 +200,8 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         while not self._stop.is_set():
             proc = await self._spawn()
-            if proc is None:
-                outcome = "engine executable could not be started"
+            if isinstance(proc, str):
+                outcome = proc
                 ready_for = None
             else:
                 outcome_or_stop = await self._watch(proc)
@@ -227,15 +227,15 @@ class Supervisor:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=decision.delay)
 
-    async def _spawn(self) -> asyncio.subprocess.Process | None:
+    async def _spawn(self) -> asyncio.subprocess.Process | str:
+        """The started process, or why it could not be started."""
         self._set_state(State.STARTING, "starting engine process")
         try:
             proc = await asyncio.create_subprocess_exec(
                 *self.argv, start_new_session=True, stdin=asyncio.subprocess.DEVNULL, env=self.env
             )
         except OSError as exc:
-            print(f"gpufleet-node: cannot start engine {self.argv[0]!r}: {exc}", file=sys.stderr, flush=True)
-            return None
+            return f"SpawnFailed: cannot execute {self.argv[0]!r}: {exc.strerror or exc}"
         self.proc = proc
         self.metrics.starts.inc()
         self._set_state(State.LOADING, "waiting for the engine's health endpoint")
@@ -259,7 +259,8 @@ class Supervisor:
             exit_task.cancel()
             return None
         exit_task.cancel()
-        reason = probe_task.result()
+        error = probe_task.exception()
+        reason = f"ProbeError: {error!r}" if error is not None else probe_task.result()
         print(f"gpufleet-node: killing engine: {reason}", file=sys.stderr, flush=True)
         await self._terminate(proc, graceful=False)
         return reason

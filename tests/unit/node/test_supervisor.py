@@ -271,3 +271,21 @@ def test_reap_orphans_reaps_exited_children_but_not_managed_ones() -> None:
     assert reaped >= 1
     with pytest.raises(ChildProcessError):
         os.waitpid(orphan, os.WNOHANG)
+
+
+async def test_missing_engine_executable_ends_in_crash_loop_with_the_reason() -> None:
+    timings = FAST
+    client = EngineClient(f"http://127.0.0.1:{free_port()}", FLAVOURS["vllm"], MODEL, timings)
+    supervisor = Supervisor(
+        ["/opt/venvs/vllm/bin/does-not-exist", "serve", MODEL],
+        client,
+        timings,
+        RestartPolicy(base_delay=0.01, max_delay=0.01, crash_loop_limit=1),
+        AgentMetrics(),
+    )
+    await asyncio.wait_for(supervisor.run(), timeout=5)
+    await client.close()
+    assert supervisor.state is State.CRASH_LOOP
+    assert "SpawnFailed: cannot execute '/opt/venvs/vllm/bin/does-not-exist'" in supervisor.reason
+    assert counter(supervisor, "gpufleet_node_engine_restarts_total", {"reason": "SpawnFailed"}) == 1
+    assert counter(supervisor, "gpufleet_node_engine_starts_total") == 0
