@@ -299,8 +299,23 @@ async def serve(argv: Sequence[str], env: Mapping[str, str]) -> int:
     return 0
 
 
+def _die_with_parent() -> None:
+    """Exit when the agent that started us dies, so a killed test run leaves no stray fake engines."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _die_with_parent()
     try:
         return asyncio.run(serve(argv, os.environ))
     except UsageError as exc:
