@@ -8,6 +8,7 @@ pod a test routed with `Agents.route`, from a real HTTP server (a real `gpufleet
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -41,6 +42,40 @@ def pod_env(pod: JsonObj, name: str) -> str | None:
             if env.get("name") == name and "value" in env:
                 return str(env["value"])
     return None
+
+
+def pod_environment(pod: JsonObj) -> dict[str, str]:
+    """The literal `env` values of the pod's first container (what the agent process would see)."""
+    containers = pod.get("spec", {}).get("containers") or [{}]
+    return {
+        e["name"]: str(e["value"]) for e in containers[0].get("env") or [] if "name" in e and "value" in e
+    }
+
+
+def node_agent_document(pod: JsonObj, profile: str) -> JsonObj:
+    """The /v1/hardware document of a real `gpufleet-node` agent run with this node's profile.
+
+    It runs the agent's own planning code (detection from the recorded profile, validation, engine
+    selection) with the pod's environment plus GPUFLEET_HARDWARE_PROFILE, so the simulated answer
+    is what the real agent would serve; a configuration the agent rejects is reported as
+    `blocked: InvalidConfiguration` (the real agent would exit instead).
+    """
+    from gpufleet_node.config import ConfigError, load_config
+    from gpufleet_node.plan import make_plan
+
+    env = {**pod_environment(pod), "GPUFLEET_HARDWARE_PROFILE": profile}
+    try:
+        config = load_config(env)
+    except ConfigError as exc:
+        return {
+            "report": None,
+            "validation": [],
+            "engine": None,
+            "agent": {"source": f"profile:{profile}"},
+            "blocked": {"reason": "InvalidConfiguration", "message": str(exc)},
+        }
+    document: JsonObj = make_plan(config, env).document
+    return document
 
 
 def agent_document(pod: JsonObj, node: JsonObj, report: JsonObj) -> JsonObj:
@@ -84,7 +119,7 @@ class Agents:
         store: Store,
         kubelet: Kubelet | None,
         *,
-        report_source: ReportSource = profile_report,
+        report_source: ReportSource | None = None,
         document: DocumentBuilder = agent_document,
     ) -> None:
         self.store = store
@@ -93,6 +128,9 @@ class Agents:
         self.document = document
         self.routes: dict[tuple[str, str], str] = {}
         self.overrides: dict[tuple[str, str], Callable[[str], tuple[int, Any]]] = {}
+        # /v1/hardware bodies by (node, node resourceVersion, profile, device index, engine):
+        # validation against the catalog is deterministic, and the operator asks for it a lot.
+        self._documents: dict[tuple[str, str, str, str], bytes] = {}
         self._session: aiohttp.ClientSession | None = None
         self._nodes = store.resolve("", "v1", "nodes")
 
@@ -130,23 +168,21 @@ class Agents:
         if path == "/livez":
             return web.Response(text="ok\n")
         if path == "/readyz":
-            up = self.kubelet.engine_up(*key)
+            blocked = json.loads(self._hardware(pod)).get("blocked")
+            up = self.kubelet.engine_up(*key) and not blocked
+            state = "Ready" if up else ("Blocked" if blocked else "Starting")
+            reason = blocked["reason"] if blocked else ("EngineReady" if up else "EngineNotReady")
             return web.json_response(
                 {
                     "ready": up,
+                    "state": state,
+                    "reason": reason,
                     "engine": pod_env(pod, "GPUFLEET_ENGINE") or "auto",
-                    "reason": "EngineReady" if up else "EngineNotReady",
                 },
                 status=200 if up else 503,
             )
         if path == "/v1/hardware":
-            node = self.store.find(self._nodes, None, pod["spec"].get("nodeName", ""))
-            if node is None:
-                raise APIError(503, "ServiceUnavailable", "the pod's node no longer exists")
-            profile = (node["metadata"].get("annotations") or {}).get(PROFILE_ANNOTATION)
-            if not profile:
-                return web.json_response({"error": "no hardware profile recorded for this node"}, status=500)
-            return web.json_response(self.document(pod, node, self.report_source(profile)))
+            return web.Response(body=self._hardware(pod), content_type="application/json")
         if path == "/metrics":
             gauge = 1 if self.kubelet.engine_up(*key) else 0
             return web.Response(
@@ -154,6 +190,33 @@ class Agents:
                 content_type="text/plain",
             )
         return web.Response(status=404, text="404 page not found\n")
+
+    def _hardware(self, pod: JsonObj) -> bytes:
+        """The pod's /v1/hardware body, cached per node version, profile and pod environment."""
+        node = self.store.find(self._nodes, None, pod["spec"].get("nodeName", ""))
+        if node is None:
+            raise APIError(503, "ServiceUnavailable", "the pod's node no longer exists")
+        profile = (node["metadata"].get("annotations") or {}).get(PROFILE_ANNOTATION)
+        if not profile:
+            raise APIError(503, "ServiceUnavailable", f"node has no {PROFILE_ANNOTATION} annotation")
+        env = pod_environment(pod)
+        key = (
+            node["metadata"]["name"],
+            node["metadata"]["resourceVersion"],
+            profile,
+            json.dumps(env, sort_keys=True),
+        )
+        body = self._documents.get(key)
+        if body is None:
+            if len(self._documents) > 100_000:
+                self._documents.clear()
+            if self.report_source is None:
+                doc = node_agent_document(pod, profile)
+            else:
+                doc = self.document(pod, node, self.report_source(profile))
+            body = json.dumps(doc).encode()
+            self._documents[key] = body
+        return body
 
     async def _forward(self, request: web.Request, url: str) -> web.StreamResponse:
         if self._session is None:

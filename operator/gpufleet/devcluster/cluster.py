@@ -139,7 +139,7 @@ class DevCluster:
         namespaces: Sequence[str] = ("default", "kube-system"),
         kubelet: bool = True,
         kubelet_config: KubeletConfig | None = None,
-        report_source: ReportSource = profile_report,
+        report_source: ReportSource | None = None,
         validator: Validator | None = schema_validator,
         history_window: int = 100_000,
         keep_history: bool = True,
@@ -242,7 +242,7 @@ class DevCluster:
     def add_node(self, spec: NodeSpec | str) -> JsonObj:
         spec = NodeSpec(spec) if isinstance(spec, str) else spec
         try:
-            report = self.agents.report_source(spec.profile)
+            report = (self.agents.report_source or profile_report)(spec.profile)
         except KeyError as exc:
             raise ValueError(f"node {spec.name!r}: {exc.args[0] if exc.args else exc}") from exc
         node = node_object(spec, report, len(self.kubelet.nodes))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client, config
@@ -52,10 +53,20 @@ def pod_body(
     image: str = "engine:1",
     gpus: int = 1,
     gates: bool = False,
-) -> dict[str, object]:
-    spec: dict[str, object] = {
+    device_index: int = 0,
+) -> dict[str, Any]:
+    env = [
+        {"name": "GPUFLEET_MODEL", "value": "Qwen/Qwen3-0.6B"},
+        {"name": "GPUFLEET_DEVICE_INDEX", "value": str(device_index)},
+    ]
+    spec: dict[str, Any] = {
         "containers": [
-            {"name": "engine", "image": image, "resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}
+            {
+                "name": "engine",
+                "image": image,
+                "env": env,
+                "resources": {"limits": {"nvidia.com/gpu": str(gpus)}},
+            }
         ]
     }
     if node is not None:

@@ -203,19 +203,35 @@ def test_image_change_restarts_container_with_new_behaviour(
 # ------------------------------------------------------------------------------ simulated agents
 
 
-def test_agent_serves_the_pods_device_from_the_node_profile(
+def test_agent_serves_the_real_agents_document_for_the_node_profile(
     api: client.ApiClient, core: client.CoreV1Api
 ) -> None:
-    body = pod_body("p")
-    body["spec"]["containers"][0]["env"] = [{"name": "GPUFLEET_DEVICE_INDEX", "value": "3"}]  # type: ignore[index]
-    core.create_namespaced_pod("default", body)
+    # The simulated agent runs gpufleet-node's own planning with the node's recorded profile.
+    core.create_namespaced_pod("default", pod_body("p", device_index=3))
     wait(lambda: conditions(core, "p").get("Ready") == "True")
     status, doc = proxy(api, "p", "v1/hardware")
     assert status == 200
-    assert [d["index"] for d in doc["report"]["devices"]] == [3]
-    assert doc["report"]["devices"][0]["name"] == "NVIDIA H100 80GB HBM3"
-    assert doc["validation"][0]["valid"] is True
-    assert proxy(api, "p", "readyz")[0] == 200
+    assert len(doc["report"]["devices"]) == 8
+    assert doc["agent"]["device"]["index"] == 3
+    assert doc["agent"]["source"] == "profile:h100-sxm-x8"
+    assert all(v["valid"] for v in doc["validation"])
+    assert doc["engine"]["engine"] in ("vllm", "sglang")
+    status, ready = proxy(api, "p", "readyz")
+    assert status == 200
+    assert ready["state"] == "Ready"
+
+
+def test_agent_without_model_is_blocked(api: client.ApiClient, core: client.CoreV1Api) -> None:
+    body = pod_body("p")
+    body["spec"]["containers"][0]["env"] = []
+    core.create_namespaced_pod("default", body)
+    wait(lambda: conditions(core, "p").get("ContainersReady") == "True")
+    status, doc = proxy(api, "p", "v1/hardware")
+    assert status == 200
+    assert doc["blocked"]["reason"] == "InvalidConfiguration"
+    status, ready = proxy(api, "p", "readyz")
+    assert status == 503
+    assert ready["state"] == "Blocked"
 
 
 def test_agent_reports_misrepresented_hardware() -> None:
@@ -227,6 +243,8 @@ def test_agent_reports_misrepresented_hardware() -> None:
         status, doc = proxy(api, "p", "v1/hardware")
         assert status == 200
         assert {v["reason"] for v in doc["validation"]} == {"PCIIdMismatch"}
+        assert doc["blocked"]["reason"] == "PCIIdMismatch"
+        assert proxy(api, "p", "readyz")[0] == 503
         api.close()
 
 
