@@ -23,6 +23,7 @@ import platform
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -92,13 +93,21 @@ def progress(cluster: Any, nodes: int, gpus: int, pools: int) -> dict[str, int]:
                                        for c in (p.get("status") or {}).get("conditions") or ()))
     inodes = store.objects(store.type_for(GROUP, "InferenceNode"), NS)
     done = sum(1 for o in inodes if (o.get("status") or {}).get("readyDevices") == gpus)
+    # Every GPU is the same model, so each one's share is 1 / (GPUs in its pool), once re-shared.
+    members: Counter[str] = Counter(o["spec"]["poolRef"]["name"] for o in inodes)
+    shared = sum(
+        1 for o in inodes
+        if all(d.get("vramShare") == round(1 / (members[o["spec"]["poolRef"]["name"]] * gpus), 6)
+               for d in (o.get("status") or {}).get("devices") or [{}])
+    )
     pool_objs = store.objects(store.type_for(GROUP, "OperatorPool"), NS)
     pool_total = sum(int((o.get("status") or {}).get("readyDevices") or 0) for o in pool_objs)
-    return {"pods": len(pods), "ready_pods": ready, "ready_nodes": done, "pool_ready_devices": pool_total}
+    return {"pods": len(pods), "ready_pods": ready, "ready_nodes": done, "shared_nodes": shared,
+            "pool_ready_devices": pool_total}
 
 
 def run(nodes: int, gpus: int, nodes_per_pool: int, quiet_seconds: float, timeout: float,
-        workers: int) -> dict[str, Any]:
+        workers: int, profile: str | None = None) -> dict[str, Any]:
     profile = PROFILE_BY_GPUS.get(gpus)
     if profile is None:
         raise SystemExit(f"--gpus must be one of {sorted(PROFILE_BY_GPUS)} (recorded profiles), got {gpus}")
@@ -111,10 +120,12 @@ def run(nodes: int, gpus: int, nodes_per_pool: int, quiet_seconds: float, timeou
         tc.call(populate, tc.cluster, nodes, nodes_per_pool)
         env = {**os.environ, "GPUFLEET_LIVENESS_ENDPOINT": "", "GPUFLEET_METRICS_PORT": "0",
                "GPUFLEET_LOG_LEVEL": "WARNING", "GPUFLEET_WORKERS": str(workers)}
-        log = open(ROOT / "bench" / "results" / f".reconcile_fleet_{nodes}x{gpus}.log", "w")  # noqa: SIM115
+        log = open(Path(tempfile.gettempdir()) / f"reconcile_fleet_{nodes}x{gpus}.log", "w")  # noqa: SIM115
         start_mark = tc.call(tc.requests.mark)
+        emulator_cpu0 = sum(os.times()[:2])
         started = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-m", "gpufleet", "run", "--kubeconfig", str(tc.kubeconfig_path)],
+        prof = ["-m", "cProfile", "-o", profile] if profile else []
+        proc = subprocess.Popen([sys.executable, *prof, "-m", "gpufleet", "run", "--kubeconfig", str(tc.kubeconfig_path)],
                                 env=env, stdout=log, stderr=subprocess.STDOUT)
         first_pod = None
         converged = None
@@ -129,7 +140,7 @@ def run(nodes: int, gpus: int, nodes_per_pool: int, quiet_seconds: float, timeou
                 if first_pod is None and state["pods"]:
                     first_pod = now
                 if (state["ready_pods"] == target and state["ready_nodes"] == nodes
-                        and state["pool_ready_devices"] == target):
+                        and state["shared_nodes"] == nodes and state["pool_ready_devices"] == target):
                     converged = now
                     break
                 time.sleep(0.25)
@@ -140,6 +151,7 @@ def run(nodes: int, gpus: int, nodes_per_pool: int, quiet_seconds: float, timeou
             reads_after = tc.call(lambda: tc.requests.count(since=converge_mark))
             rss = peak_rss_mib(proc.pid)
             cpu = cpu_seconds(proc.pid)
+            emulator_cpu = round(sum(os.times()[:2]) - emulator_cpu0, 2)
         finally:
             proc.send_signal(signal.SIGINT)
             try:
@@ -175,6 +187,7 @@ def run(nodes: int, gpus: int, nodes_per_pool: int, quiet_seconds: float, timeou
         "requests_after_convergence": reads_after,
         "operator_peak_rss_mib": rss,
         "operator_cpu_seconds": cpu,
+        "emulator_cpu_seconds": emulator_cpu,
         "timeline": samples[:: max(1, len(samples) // 40)],
     }
 
@@ -188,10 +201,11 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--workers", type=int, default=16, help="GPUFLEET_WORKERS of the operator")
     parser.add_argument("--json", action="store_true", help="print the full result as JSON")
+    parser.add_argument("--profile", help="write a cProfile of the operator process to this file")
     args = parser.parse_args()
     if args.nodes <= 0:
         parser.error("--nodes must be positive")
-    result = run(args.nodes, args.gpus, args.nodes_per_pool, args.quiet_seconds, args.timeout, args.workers)
+    result = run(args.nodes, args.gpus, args.nodes_per_pool, args.quiet_seconds, args.timeout, args.workers, args.profile)
     out = ROOT / "bench" / "results" / f"reconcile_fleet_{args.nodes}x{args.gpus}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

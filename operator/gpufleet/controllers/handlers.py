@@ -29,14 +29,29 @@ logger = logging.getLogger("gpufleet.operator")
 POD_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """No change detection: every handler here is level-based (index/event), none needs a diff.
+
+    kopf would otherwise deep-copy each object on every watch event to build a diff base, which
+    is most of its per-event cost at fleet scale (measured: ~1 ms of ~2 ms per pod event).
+    """
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
     """kopf tuned for a large fleet: server-side pod filtering, no implicit writes, quiet events."""
     ks = kopf.OperatorSettings()
     ks.persistence.finalizer = settings.finalizer
     ks.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP_PREFIX)
-    ks.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP_PREFIX, key="last-handled-configuration"
-    )
+    ks.persistence.diffbase_storage = NoDiffBase()
     ks.posting.level = logging.WARNING  # kopf's own Events only for problems; ours are explicit
     ks.posting.reporting_component = "gpufleet-operator"
     ks.posting.event_name_prefix = "gpufleet-"
