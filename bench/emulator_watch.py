@@ -88,7 +88,24 @@ async def run(pods: int, concurrency: int, kubelet: bool) -> dict[str, Any]:
                     body = await resp.read()
                     return len(json.loads(body)["items"]), len(body)
 
+            # Server side alone (no HTTP, no client decoding): select and join the cached encodings.
+            from gpufleet.devcluster.selectors import parse_field_selector, parse_label_selector
+
+            pods_rt = cluster.store.resolve("", "v1", "pods")
+            for label, sel in [("label_all", "app.kubernetes.io/name=gpufleet-engine"),
+                               ("label_10pct", "shard=3")]:
+                best = float("inf")
+                for _ in range(3):
+                    t0 = time.perf_counter()
+                    result = cluster.store.list_entries(pods_rt, "default", parse_label_selector(sel),
+                                                        parse_field_selector(None, (), "Pod"))
+                    payload = b",".join(e.raw for e in result.items)
+                    best = min(best, time.perf_counter() - t0)
+                out[f"server_list_{label}"] = {"items": len(result.items), "bytes": len(payload),
+                                               "best_seconds": round(best, 4)}
+
             for label, query in [("all", ""), ("label_10pct", "labelSelector=shard%3D3"),
+                                 ("label_all", "labelSelector=app.kubernetes.io%2Fname%3Dgpufleet-engine"),
                                  ("label_8", "labelSelector=gpufleet.io%2Finference-node%3Dinode-0007"),
                                  ("field_node", "fieldSelector=spec.nodeName%3Dgpu-0003")]:
                 best = float("inf")

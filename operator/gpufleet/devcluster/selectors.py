@@ -48,6 +48,10 @@ class LabelSelector:
             if r.op in ("=", "in") and len(r.values) == 1:
                 yield r.key, next(iter(r.values))
 
+    def only_equalities(self) -> bool:
+        """True when equalities() alone decides a match (every term is `key=value`)."""
+        return all(r.op in ("=", "in") and len(r.values) == 1 for r in self.requirements)
+
     def __bool__(self) -> bool:
         return bool(self.requirements)
 

@@ -212,23 +212,36 @@ class Bucket:
     def events_since(self, rv: int) -> list[Event]:
         return self.log[bisect.bisect_right(self.log_rvs, rv) :]
 
-    def candidates(
-        self, namespace: str | None, labels: LabelSelector, fields: FieldSelector
-    ) -> Iterable[Entry]:
+    def select(self, namespace: str | None, labels: LabelSelector, fields: FieldSelector) -> list[Entry]:
+        """Matching entries in key order (namespace, name), like the real server's lists.
+
+        Equality label terms intersect the label index; a selector made only of such terms needs
+        no further check, so selecting 10,000 pods by label is a set operation and a sort.
+        """
+        objects = self.objects
         name = fields.name_equals()
+        exact = False
+        keys: Iterable[ObjKey]
         if name is not None and namespace is not None:
-            e = self.objects.get((namespace, name))
-            return [e] if e is not None else []
-        pairs = list(labels.equalities())
-        if pairs:
-            sets = sorted((self.label_index.get(p, set()) for p in pairs), key=len)
-            keys = set(sets[0]).intersection(*sets[1:]) if len(sets) > 1 else sets[0]
-            if namespace is not None:
-                return [self.objects[k] for k in keys if k[0] == namespace]
-            return [self.objects[k] for k in keys]
-        if namespace is not None:
-            return list(self.by_namespace.get(namespace, {}).values())
-        return list(self.objects.values())
+            keys = [(namespace, name)] if (namespace, name) in objects else []
+        else:
+            pairs = list(labels.equalities())
+            if pairs:
+                sets = sorted((self.label_index.get(p, set()) for p in pairs), key=len)
+                keys = set(sets[0]).intersection(*sets[1:]) if len(sets) > 1 else sets[0]
+                if namespace is not None:
+                    keys = [k for k in keys if k[0] == namespace]
+                exact = labels.only_equalities()
+            elif namespace is not None:
+                keys = self.by_namespace.get(namespace, {})
+            else:
+                keys = objects
+        entries = [objects[k] for k in sorted(keys)]
+        if labels and not exact:
+            entries = [e for e in entries if labels.matches(e.labels)]
+        if fields:
+            entries = [e for e in entries if fields.matches(e.obj)]
+        return entries
 
 
 @dataclass
@@ -316,7 +329,7 @@ class Store:
         return entry.obj if entry is not None else None
 
     def objects(self, rtype: ResourceType, namespace: str | None = None) -> list[JsonObj]:
-        return [e.obj for e in self.bucket(rtype).candidates(namespace, LabelSelector(), FieldSelector())]
+        return [e.obj for e in self.bucket(rtype).select(namespace, LabelSelector(), FieldSelector())]
 
     def list_entries(
         self,
@@ -329,12 +342,7 @@ class Store:
         continue_token: str | None = None,
     ) -> ListResult:
         bucket = self.bucket(rtype)
-        entries = [
-            e
-            for e in bucket.candidates(namespace, labels, fields)
-            if (not labels or labels.matches(e.labels)) and (not fields or fields.matches(e.obj))
-        ]
-        entries.sort(key=_entry_key)
+        entries = bucket.select(namespace, labels, fields)
         list_rv = self.rv
         if continue_token:
             try:
@@ -367,9 +375,7 @@ class Store:
         watcher = Watcher(bucket, namespace, labels, fields)
         initial = send_initial if send_initial is not None else since in (None, "", "0")
         if initial:
-            for e in sorted(bucket.candidates(namespace, labels, fields), key=_entry_key):
-                if watcher._matches(e):
-                    watcher.pending.append(("ADDED", e))
+            watcher.pending.extend(("ADDED", e) for e in bucket.select(namespace, labels, fields))
         else:
             try:
                 start = int(since or "0")
