@@ -10,6 +10,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from prometheus_client import disable_created_metrics
+
 from gpufleet_node.config import AgentConfig
 from gpufleet_node.engines import FLAVOURS, apply_launcher
 from gpufleet_node.metrics import AgentMetrics
@@ -29,6 +31,9 @@ async def run_agent(config: AgentConfig, env: Mapping[str, str]) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
+    # `_created` series add samples to every scrape and no dashboard reads them. Process-wide, so it
+    # is done here (the agent's own process) and not in AgentMetrics, which tests share a process with.
+    disable_created_metrics()
     metrics = AgentMetrics()
     # Detection may touch NVML (blocking C calls): keep it off the event loop.
     plan: Plan = await asyncio.to_thread(make_plan, config, env)
