@@ -48,3 +48,11 @@ def test_bad_values_fail_naming_the_field(monkeypatch: pytest.MonkeyPatch, var: 
     with pytest.raises(ValidationError) as exc:
         OperatorSettings()
     assert var.removeprefix("GPUFLEET_").lower() in str(exc.value)
+
+
+def test_every_setting_is_documented() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "operator-settings.md").read_text()
+    missing = [name for name in OperatorSettings.model_fields if f"`GPUFLEET_{name.upper()}`" not in doc]
+    assert missing == []
