@@ -33,7 +33,7 @@ async def run_agent(config: AgentConfig, env: Mapping[str, str]) -> int:
 
     # `_created` series add samples to every scrape and no dashboard reads them. Process-wide, so it
     # is done here (the agent's own process) and not in AgentMetrics, which tests share a process with.
-    disable_created_metrics()
+    disable_created_metrics()  # type: ignore[no-untyped-call]
     metrics = AgentMetrics()
     # Detection may touch NVML (blocking C calls): keep it off the event loop.
     plan: Plan = await asyncio.to_thread(make_plan, config, env)
