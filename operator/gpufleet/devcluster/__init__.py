@@ -8,6 +8,7 @@ from gpufleet.devcluster.agents import PROFILE_ANNOTATION, Agents
 from gpufleet.devcluster.cluster import DevCluster, NodeSpec, ThreadedCluster, env_with_kubeconfig
 from gpufleet.devcluster.errors import APIError
 from gpufleet.devcluster.kubelet import Behaviour, Kubelet, KubeletConfig
+from gpufleet.devcluster.process import ProcessCluster
 from gpufleet.devcluster.server import RequestLog
 from gpufleet.devcluster.store import Event, Store
 
@@ -21,6 +22,7 @@ __all__ = [
     "Kubelet",
     "KubeletConfig",
     "NodeSpec",
+    "ProcessCluster",
     "RequestLog",
     "Store",
     "ThreadedCluster",

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
@@ -23,6 +23,9 @@ from gpufleet.devcluster.resources import JsonObj
 from gpufleet.devcluster.server import APIServer, RequestLog
 from gpufleet.devcluster.store import Entry, Store, Validator
 from gpufleet.devcluster.validation import schema_validator
+
+if TYPE_CHECKING:
+    from gpufleet.devcluster.process import ProcessCluster
 
 T = TypeVar("T")
 
@@ -147,6 +150,21 @@ class DevCluster:
         port: int = 0,
         kubeconfig_path: Path | None = None,
     ) -> None:
+        # The arguments, so that run_in_process() can build the same cluster in a child process.
+        self.init_kwargs: dict[str, Any] = {
+            "crd_dir": crd_dir,
+            "nodes": list(nodes),
+            "namespaces": list(namespaces),
+            "kubelet": kubelet,
+            "kubelet_config": kubelet_config,
+            "report_source": report_source,
+            "validator": validator,
+            "history_window": history_window,
+            "keep_history": keep_history,
+            "bookmark_interval": bookmark_interval,
+            "port": port,
+            "kubeconfig_path": kubeconfig_path,
+        }
         self.store = Store(history_window=history_window, keep_history=keep_history)
         self.store.validator = validator
         self.server = APIServer(self.store, bookmark_interval=bookmark_interval)
@@ -237,6 +255,12 @@ class DevCluster:
         """Run the cluster on its own event loop thread, for synchronous callers (the demo, the CLI)."""
         return ThreadedCluster(self)
 
+    def run_in_process(self) -> ProcessCluster:
+        """Run the same cluster in a child process (its own GIL): for benchmarks of code under test."""
+        from gpufleet.devcluster.process import ProcessCluster
+
+        return ProcessCluster(self.init_kwargs)
+
     # ------------------------------------------------------------------------------------ helpers
 
     def add_node(self, spec: NodeSpec | str) -> JsonObj:
@@ -257,6 +281,14 @@ class DevCluster:
         if rtype.namespaced and ns is None:
             ns = "default"
         return self.store.create(rtype, ns, obj, actor=actor)
+
+    def objects(self, api_version: str, kind: str, namespace: str | None = None) -> list[JsonObj]:
+        """Every stored object of a kind (in one namespace, or all), in key order."""
+        return self.store.objects(self.store.type_for(api_version, kind), namespace)
+
+    def apply_obj(self, obj: JsonObj) -> JsonObj:
+        """`apply` returning the stored object (what a remote caller can receive)."""
+        return self.apply(obj).obj
 
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> JsonObj | None:
         rtype = self.store.type_for(api_version, kind)
