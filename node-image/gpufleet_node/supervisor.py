@@ -205,8 +205,8 @@ class Supervisor:
                 ready_for = None
             else:
                 outcome_or_stop = await self._watch(proc)
-                if outcome_or_stop is None:
-                    return
+                if outcome_or_stop is None or self._stop.is_set():
+                    return  # stopping: drain() owns the engine and the state from here
                 outcome = outcome_or_stop
                 ready_for = None if self.ready_since is None else loop.time() - self.ready_since
             self.ready_since = None
@@ -255,10 +255,9 @@ class Supervisor:
                 task.cancel()
         if exit_task in done:
             return f"EngineExited: exit code {proc.returncode}"
-        if stop_task in done:
-            exit_task.cancel()
-            return None
         exit_task.cancel()
+        if stop_task in done or self._stop.is_set():
+            return None
         error = probe_task.exception()
         reason = f"ProbeError: {error!r}" if error is not None else probe_task.result()
         print(f"gpufleet-node: killing engine: {reason}", file=sys.stderr, flush=True)
@@ -273,9 +272,13 @@ class Supervisor:
         ever_ready = False
         while True:
             healthy = await self.client.healthy()
+            if self._stop.is_set():
+                return "Stopping"  # never flip a draining engine back to ready
             now = loop.time()
             if healthy and not self.ready:
                 smoke = await self.client.smoke()
+                if self._stop.is_set():
+                    return "Stopping"
                 now = loop.time()
                 if smoke.ok:
                     ever_ready = True

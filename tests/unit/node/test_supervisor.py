@@ -289,3 +289,24 @@ async def test_missing_engine_executable_ends_in_crash_loop_with_the_reason() ->
     assert "SpawnFailed: cannot execute '/opt/venvs/vllm/bin/does-not-exist'" in supervisor.reason
     assert counter(supervisor, "gpufleet_node_engine_restarts_total", {"reason": "SpawnFailed"}) == 1
     assert counter(supervisor, "gpufleet_node_engine_starts_total") == 0
+
+
+async def test_drain_during_startup_stops_without_ever_becoming_ready(harness: Harness) -> None:
+    supervisor = harness.start("sglang", {"FAKE_ENGINE_STARTUP_DELAY": "0.4"})
+    await until(lambda: supervisor.running())
+    states: list[State] = []
+    watcher = asyncio.create_task(_record_states(supervisor, states))
+    await supervisor.drain()
+    await asyncio.sleep(0.3)  # any late probe result would flip the state now
+    watcher.cancel()
+    assert supervisor.state is State.STOPPED
+    assert not supervisor.ready
+    assert State.READY not in states
+    assert State.BACKOFF not in states
+    assert counter(supervisor, "gpufleet_node_engine_starts_total") == 1
+
+
+async def _record_states(supervisor: Supervisor, states: list[State]) -> None:
+    while True:
+        states.append(supervisor.state)
+        await asyncio.sleep(0.005)
