@@ -451,6 +451,10 @@ class RolloutController:
         result = await self._client().patch_status(INODES, key[0], key[1], fields)
         if "rollout" in fields:
             fields["rollout"] = {k: v for k, v in fields["rollout"].items() if v is not None}
+        previous = self._written.get(key)
+        if previous is not None:
+            # Until the watch catches up, the overlay must hold every write since, not just this one.
+            fields = {**previous.fields, **fields}
         self._written[key] = _Written(_rv(result), fields)
         self.stats["status_writes"] = self.stats.get("status_writes", 0) + 1
 
@@ -549,7 +553,9 @@ class RolloutController:
             content_type="application/merge-patch+json",
             what=f"status of EngineRelease {name}",
         )
-        self._release_written[name] = _Written(_rv(result if isinstance(result, Mapping) else None), changed)
+        previous = self._release_written.get(name)
+        merged = {**previous.fields, **changed} if previous is not None else changed
+        self._release_written[name] = _Written(_rv(result if isinstance(result, Mapping) else None), merged)
         if decision.newly_halted:
             self._event(body, "Warning", "ReleaseHalted", message)
             METRICS.record_rollout_result("cluster", "halted", 0.0, "FailureBudgetExhausted")

@@ -466,6 +466,17 @@ def _progressing(ctx: _Ctx) -> None:
     state, node = ctx.state, ctx.node
     assert state.target_image is not None
     assert state.target_version is not None
+    if _halted(ctx) and state.batch == 0:
+        # Still waiting for capacity: no pod was touched, so there is nothing to roll back.
+        ctx.set(
+            phase=Phase.IDLE,
+            reason="ReleaseHalted",
+            message=f"release {state.target_version} was halted before this node replaced any pod",
+        )
+        ctx.event(
+            "Normal", "RolloutCancelled", f"release {state.target_version} halted before any pod changed"
+        )
+        return
     if _halted(ctx):
         _fail(
             ctx,
@@ -543,8 +554,16 @@ def _progressing(ctx: _Ctx) -> None:
 
 def _post_check(ctx: _Ctx) -> None:
     state, node = ctx.state, ctx.node
-    done = _done_devices(ctx, node.devices, state.target_image, state.target_version)
-    missing = sorted(set(node.devices) - done)
+    grouped = _by_device(ctx.pods)
+    serving = {
+        d
+        for d in node.devices
+        if any(
+            p.ready and not p.terminating and _runs(p, state.target_image, state.target_version)
+            for p in grouped.get(d, ())
+        )
+    }
+    missing = sorted(set(node.devices) - serving)
     if missing:
         _fail(
             ctx,
@@ -552,6 +571,8 @@ def _post_check(ctx: _Ctx) -> None:
             f"post-check: devices {missing} are not ready on {state.target_version}",
         )
         return
+    if _done_devices(ctx, node.devices, state.target_image, state.target_version) != set(node.devices):
+        return  # ready, but not yet for minReadySeconds (e.g. first look after a restart)
     started = parse_time(state.started_at) or ctx.now
     ctx.plan.current_version = state.target_version
     ctx.plan.last_stable_version = state.target_version

@@ -8,8 +8,8 @@ a pod delete, say) without any cleanup, which is what a SIGKILL'd pod would leav
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import contextlib
+import hashlib
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -146,7 +146,7 @@ async def running(cluster: DevCluster) -> Any:
     try:
         yield op
     finally:
-        await op.stop()
+        await op.kill()  # a graceful kopf shutdown costs seconds and proves nothing here
 
 
 # --- reading the cluster --------------------------------------------------------------------
@@ -171,9 +171,8 @@ def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
 
 def pod_ready(pod: dict[str, Any]) -> bool:
     conds = (pod.get("status") or {}).get("conditions") or ()
-    return (
-        not pod["metadata"].get("deletionTimestamp")
-        and any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
+    return not pod["metadata"].get("deletionTimestamp") and any(
+        c.get("type") == "Ready" and c.get("status") == "True" for c in conds
     )
 
 
@@ -260,3 +259,11 @@ def replay(
 
 def history(cluster: DevCluster) -> Iterator[Event]:
     return iter(list(cluster.store.history))
+
+
+def patch(
+    cluster: DevCluster, kind: str, name: str, body: dict[str, Any], *, namespaced: bool = True
+) -> None:
+    """A merge patch, as ``kubectl patch --type merge`` would send it."""
+    rtype = cluster.store.type_for(GROUP, kind)
+    cluster.store.patch(rtype, NS if namespaced else None, name, "merge", body, actor="test")

@@ -28,7 +28,9 @@ KUBELET = KubeletConfig(start_delay=0.05, ready_delay=0.1, termination_delay=0.0
 async def test_good_release_rolls_out_over_20_nodes_within_the_limits() -> None:
     quiet_logs()
     nodes = [NodeSpec(f"gpu-{i}", profile="rtx3090-x2") for i in range(20)]  # 40 GPUs
-    async with DevCluster(crd_dir=CRDS, nodes=nodes, kubelet_config=KUBELET, bookmark_interval=0.5) as cluster:
+    async with DevCluster(
+        crd_dir=CRDS, nodes=nodes, kubelet_config=KUBELET, bookmark_interval=0.5
+    ) as cluster:
         cluster.apply(pool(max_unavailable="10%"))  # 4 of 40 devices at once
         cluster.apply(release("1.0.0"))
         for i in range(20):
@@ -45,8 +47,12 @@ async def test_good_release_rolls_out_over_20_nodes_within_the_limits() -> None:
         assert all(condition(o, "Updating").get("status") == "False" for o in objs)
         # Every single write since the release appeared, replayed: never more than 1 device per node
         # and 4 per pool were without a ready pod.
-        result = replay(history(cluster), {f"node-{i}": 2 for i in range(20)},
-                        {f"node-{i}": "pool-a" for i in range(20)}, since_rv=start_rv)
+        result = replay(
+            history(cluster),
+            {f"node-{i}": 2 for i in range(20)},
+            {f"node-{i}": "pool-a" for i in range(20)},
+            since_rv=start_rv,
+        )
         assert result.writes > 200
         assert max(result.max_node_down.values()) == 1
         assert result.max_pool_down["pool-a"] == 4

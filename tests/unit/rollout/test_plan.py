@@ -285,3 +285,64 @@ def test_status_round_trips_through_kubernetes_json() -> None:
     assert raw["failure"]["reason"] == "CrashLoop"  # type: ignore[index]
     assert RolloutStatus.from_status(raw) == f.nodes["n0"].rollout
     assert RolloutStatus.from_status(None) == RolloutStatus()
+
+
+def test_halt_while_waiting_for_capacity_returns_to_idle_without_rollback() -> None:
+    node = fresh_node(2, "1.0.0", max_unavailable=1)
+    pods = [PodView(f"p{d}", d, V1.image, "1.0.0", ready=True, ready_since=T0) for d in range(2)]
+    full = PoolCapacity(10, 2, unavailable_elsewhere=2)
+    waiting = plan_rollout(node, pods, full, target=V2, active_release=V2, now=T0)
+    assert waiting.rollout.phase == Phase.PROGRESSING
+    assert waiting.rollout.reason == "WaitingForCapacity"
+    assert waiting.actions == []
+    assert waiting.unavailable_devices == frozenset()
+    halted = replace(V2, halted=True)
+    after = plan_rollout(
+        replace(node, rollout=waiting.rollout),
+        pods,
+        full,
+        target=None,
+        active_release=halted,
+        now=T0 + timedelta(seconds=1),
+    )
+    assert after.rollout.phase == Phase.IDLE
+    assert after.rollout.reason == "ReleaseHalted"
+    assert after.rollout.failure is None
+    assert after.failure is None
+    assert after.actions == []
+    assert after.current_version == "1.0.0"
+
+
+def test_post_check_waits_out_min_ready_instead_of_failing() -> None:
+    # After a restart the operator only knows when pods turned ready to the second, rounded up, so a
+    # ready pod can look "not ready long enough" for a moment; that is a wait, never a failure.
+    node = fresh_node(2, "1.0.0", min_ready_seconds=0)
+    state = RolloutStatus(
+        phase=Phase.POST_CHECK,
+        release=V2.name,
+        from_version="1.0.0",
+        from_image=V1.image,
+        target_version="1.1.0",
+        target_image=V2.image,
+        updated_devices=[0, 1],
+        started_at="2026-01-01T00:00:00Z",
+    )
+    soon = T0 + timedelta(milliseconds=400)
+    pods = [PodView(f"p{d}", d, V2.image, "1.1.0", ready=True, ready_since=soon) for d in range(2)]
+    plan = plan_rollout(
+        replace(node, rollout=state), pods, PoolCapacity(2, "100%"), target=None, active_release=V2, now=T0
+    )
+    assert plan.rollout.phase == Phase.POST_CHECK
+    assert plan.failure is None
+    assert plan.requeue_after == pytest.approx(0.4)
+    later = plan_rollout(
+        replace(node, rollout=state), pods, PoolCapacity(2, "100%"), target=None, active_release=V2, now=soon
+    )
+    assert later.rollout.phase == Phase.SUCCEEDED
+    down = [pods[0], replace(pods[1], ready=False)]
+    failed = plan_rollout(
+        replace(node, rollout=state), down, PoolCapacity(2, "100%"), target=None, active_release=V2, now=soon
+    )
+    assert failed.rollout.phase == Phase.ROLLING_BACK
+    assert failed.failure is not None
+    assert failed.failure.reason == FailureReason.READINESS_REGRESSION
