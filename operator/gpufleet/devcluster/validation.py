@@ -9,6 +9,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from gpufleet.devcluster import errors
+from gpufleet.devcluster.fastcheck import Check, Unsupported, compile_check
 from gpufleet.devcluster.resources import JsonObj, ResourceType
 
 if TYPE_CHECKING:
@@ -33,6 +34,40 @@ def _compiled(crd: JsonObj) -> CompiledCRD:
         _COMPILED.clear()
     _COMPILED[(id(crd), "")] = (crd, compiled)
     return compiled
+
+
+_FAST: dict[tuple[int, str], tuple[JsonObj, Check | None, JsonObj | None]] = {}
+
+
+def _has_cel(node: Any) -> bool:
+    if isinstance(node, dict):
+        return "x-kubernetes-validations" in node or any(_has_cel(v) for v in node.values())
+    if isinstance(node, list):
+        return any(_has_cel(v) for v in node)
+    return False
+
+
+def _fast(crd: JsonObj, api_version: str) -> tuple[Check | None, JsonObj | None]:
+    """The compiled quick check and schema for a CRD version; (None, None) where CEL or an unmodelled
+    keyword means only the full validation can decide."""
+    hit = _FAST.get((id(crd), api_version))
+    if hit is not None and hit[0] is crd:
+        return hit[1], hit[2]
+    check: Check | None = None
+    schema: JsonObj | None = None
+    group = crd["spec"]["group"]
+    for version in crd["spec"].get("versions") or []:
+        if f"{group}/{version['name']}" == api_version:
+            schema = (version.get("schema") or {}).get("openAPIV3Schema")
+    if schema is not None and not _has_cel(schema):
+        try:
+            check = compile_check(schema)
+        except (Unsupported, re.error, TypeError):
+            check = None
+    if len(_FAST) > 256:
+        _FAST.clear()
+    _FAST[(id(crd), api_version)] = (crd, check, schema)
+    return check, schema
 
 
 _TOKEN = re.compile(r"([^.\[\]]+)|\[([^\]]*)\]")
@@ -96,6 +131,14 @@ def schema_validator(
         crd = _STATUS_ONLY[name]
         target = _without(obj, "spec")
         old = _without(old, "spec")
+    check, schema = _fast(crd, str(target.get("apiVersion")))
+    if check is not None and schema is not None:
+        from gpufleet.api.validation import apply_defaults
+
+        quick = json.loads(json.dumps(target))
+        apply_defaults(schema, quick)
+        if check(quick):
+            return _merge_back(obj, target, quick)
     compiled = _compiled(crd)
     stored = compiled.default(target)
     problems = compiled.validate(stored, old)
@@ -111,9 +154,14 @@ def schema_validator(
             str(obj.get("metadata", {}).get("name", "")),
             [(e.path, f"{e.type}: {e.message}" if e.message else e.type) for e in problems],
         )
-    if target is not obj:
-        merged = dict(obj)
-        if "status" in stored:
-            merged["status"] = stored["status"]
-        return merged
-    return stored
+    return _merge_back(obj, target, stored)
+
+
+def _merge_back(obj: JsonObj, target: JsonObj, stored: JsonObj) -> JsonObj:
+    """For a status-only check (target is obj without spec) put the checked status back into obj."""
+    if target is obj:
+        return stored
+    merged = dict(obj)
+    if "status" in stored:
+        merged["status"] = stored["status"]
+    return merged
