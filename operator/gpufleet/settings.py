@@ -8,7 +8,7 @@ Each field is documented in docs/operator-settings.md.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -78,6 +78,10 @@ class OperatorSettings(BaseSettings):
     )
     event_batch_seconds: Annotated[float, Field(ge=0)] = Field(
         default=0.2, description="Pod events wait this long so that one reconcile covers a burst of them."
+    )
+    pod_watch: Literal["direct", "kopf"] = Field(
+        default="direct",
+        description="Who watches engine pods: a lean built-in informer (direct) or a kopf index (kopf).",
     )
     api_request_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
     api_concurrency: Annotated[int, Field(ge=1, le=1024)] = Field(

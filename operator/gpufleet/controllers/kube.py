@@ -15,7 +15,7 @@ import os
 import ssl
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -213,6 +213,22 @@ class KubeClient:
             message = payload.get("message", text) if isinstance(payload, Mapping) else text
             raise ApiError(code, str(reason), str(message)[:500], what or f"{method} {path}")
         return code, payload
+
+    async def stream_lines(self, path: str, *, inactivity: float = 330.0) -> AsyncIterator[bytes]:
+        """A watch stream, line by line (one JSON event per line); outside the request semaphore."""
+        session = self._ensure()
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=inactivity)
+        self.requests += 1
+        async with session.get(self.server + path, timeout=timeout) as resp:
+            if resp.status >= 300:
+                text = await resp.text()
+                raise ApiError(resp.status, "", text[:500], f"watch {path}")
+            while True:
+                line = await resp.content.readline()
+                if not line:
+                    return
+                if line.strip():
+                    yield line
 
     # --- pods ---------------------------------------------------------------------------
 

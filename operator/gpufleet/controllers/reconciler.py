@@ -22,6 +22,7 @@ from typing import Any, TypeVar, cast
 
 from gpufleet.conditions import Clock, make_condition, utcnow
 from gpufleet.controllers.kube import AgentUnreachable, ApiError, KubeClient
+from gpufleet.controllers.podwatch import PodInformer
 from gpufleet.controllers.workqueue import WorkQueue
 from gpufleet.devices import NodePlan, Observation, ReportError, observe, parse_agent_report, plan_devices
 from gpufleet.fleet import PodPlan, plan_pods
@@ -133,11 +134,20 @@ class Reconciler:
         self._fresh_status: dict[tuple[str, str, str], tuple[str, dict[str, Any]]] = {}
         self._fresh_pods: dict[Key, PodView] = {}
         self._expected: dict[Key, dict[str, tuple[float, PodView]]] = {}
+        self._ready = asyncio.Event()
 
     # --- lifecycle ------------------------------------------------------------------------
 
-    def start(self, client: KubeClient) -> None:
+    def start(self, client: KubeClient, informer: PodInformer | None = None) -> None:
+        """Start the workers (and the pod informer); workers wait until the pods are listed."""
         self.client = client
+        if informer is not None:
+            self.caches.pods = informer.cache
+            self._ready = informer.synced
+            task = asyncio.create_task(informer.run(), name="gpufleet-pod-informer")
+            self._background.add(task)
+        else:
+            self._ready.set()
         if not self._workers:
             self._workers = [
                 asyncio.create_task(self._worker(i), name=f"gpufleet-reconciler-{i}")
@@ -220,6 +230,7 @@ class Reconciler:
     # --- workers ---------------------------------------------------------------------------
 
     async def _worker(self, number: int) -> None:
+        await self._ready.wait()
         while True:
             key = await self.queue.get()
             try:
