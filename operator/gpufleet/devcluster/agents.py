@@ -21,6 +21,7 @@ from gpufleet.devcluster.resources import JsonObj
 from gpufleet.devcluster.store import Store
 
 PROFILE_ANNOTATION = "devcluster.gpufleet.io/profile"
+_PER_POD_ENV = ("GPUFLEET_POOL", "GPUFLEET_NODE")
 AGENT_PORT = 8080
 # A report source maps a profile name to a HardwareReport as JSON (`model_dump(mode="json")`).
 ReportSource = Callable[[str], JsonObj]
@@ -131,6 +132,7 @@ class Agents:
         # /v1/hardware bodies by (node, node resourceVersion, profile, device index, engine):
         # validation against the catalog is deterministic, and the operator asks for it a lot.
         self._documents: dict[tuple[str, str, str, str], bytes] = {}
+        self._plans: dict[tuple[str, str], JsonObj] = {}
         self._session: aiohttp.ClientSession | None = None
         self._nodes = store.resolve("", "v1", "nodes")
 
@@ -211,12 +213,37 @@ class Agents:
             if len(self._documents) > 100_000:
                 self._documents.clear()
             if self.report_source is None:
-                doc = node_agent_document(pod, profile)
+                doc = self._planned(pod, profile, env)
             else:
                 doc = self.document(pod, node, self.report_source(profile))
             body = json.dumps(doc).encode()
             self._documents[key] = body
         return body
+
+    def _planned(self, pod: JsonObj, profile: str, env: dict[str, str]) -> JsonObj:
+        """The agent's plan, shared by pods that differ only in pool and node name (the expensive
+        part, detection + validation + engine selection, does not depend on them)."""
+        shared = {k: v for k, v in env.items() if k not in _PER_POD_ENV}
+        key = (profile, json.dumps(shared, sort_keys=True))
+        plan = self._plans.get(key)
+        if plan is None:
+            if len(self._plans) > 10_000:
+                self._plans.clear()
+            plan = self._plans[key] = node_agent_document(
+                {"spec": {"containers": [{"env": [{"name": k, "value": v} for k, v in shared.items()]}]}},
+                profile,
+            )
+        agent = plan.get("agent")
+        if not isinstance(agent, dict) or "pool" not in agent:
+            return plan
+        return {
+            **plan,
+            "agent": {
+                **agent,
+                "pool": env.get("GPUFLEET_POOL") or None,
+                "node": env.get("GPUFLEET_NODE") or None,
+            },
+        }
 
     async def _forward(self, request: web.Request, url: str) -> web.StreamResponse:
         if self._session is None:

@@ -132,8 +132,11 @@ def compile_check(schema: dict[str, Any], *, root: bool = True) -> Check:
     props = schema.get("properties")
     if props is not None:
         # The server checks metadata itself; the schema's `metadata: {type: object}` says nothing.
-        prop_checks = {name: compile_check(sub, root=False) for name, sub in props.items()
-                       if not (root and name == "metadata")}
+        prop_checks = {
+            name: compile_check(sub, root=False)
+            for name, sub in props.items()
+            if not (root and name == "metadata")
+        }
         required = list(schema.get("required") or [])
         allowed_extra = {"apiVersion", "kind", "metadata"} if root else set()
 

@@ -319,3 +319,22 @@ def test_kubelet_writes_are_attributed_and_not_counted_as_api_requests(
     assert cluster.call(cluster.requests.count, None, "pods/status") == 0
     actors = cluster.call(lambda: {e.actor for e in cluster.store.history if e.resource.plural == "pods"})
     assert actors == {"api", "kubelet"}
+
+
+def test_agent_documents_name_each_pods_pool_and_node(api: client.ApiClient, core: client.CoreV1Api) -> None:
+    # Plans are shared between pods that differ only in pool/node; each answer still names its own.
+    for name, pool in (("a", "pool-a"), ("b", "pool-b")):
+        body = pod_body(name)
+        body["spec"]["containers"][0]["env"] += [
+            {"name": "GPUFLEET_POOL", "value": pool},
+            {"name": "GPUFLEET_NODE", "value": f"inode-{name}"},
+        ]
+        core.create_namespaced_pod("default", body)
+    wait(
+        lambda: conditions(core, "a").get("Ready") == "True" and conditions(core, "b").get("Ready") == "True"
+    )
+    docs = {n: proxy(api, n, "v1/hardware")[1] for n in ("a", "b")}
+    assert docs["a"]["agent"]["pool"] == "pool-a"
+    assert docs["b"]["agent"]["pool"] == "pool-b"
+    assert docs["b"]["agent"]["node"] == "inode-b"
+    assert docs["a"]["report"] == docs["b"]["report"]
