@@ -47,7 +47,8 @@ def machine() -> dict[str, Any]:
             cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
     except OSError:
         pass
-    return {"platform": platform.platform(), "cpu": cpu, "cpus": os.cpu_count(), "python": platform.python_version()}
+    return {"platform": platform.platform(), "cpu": cpu, "cpus": os.cpu_count(), "python": platform.python_version(),
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
 
 
 def peak_rss_mib(pid: int) -> float | None:
@@ -143,7 +144,7 @@ def run(nodes: int, gpus: int, nodes_per_pool: int, quiet_seconds: float, timeou
                         and state["shared_nodes"] == nodes and state["pool_ready_devices"] == target):
                     converged = now
                     break
-                time.sleep(0.25)
+                time.sleep(0.5)
             converge_mark = tc.call(tc.requests.mark)
             conv_records = tc.call(lambda: list(tc.requests.records[start_mark:converge_mark]))
             time.sleep(quiet_seconds)
@@ -186,6 +187,7 @@ def run(nodes: int, gpus: int, nodes_per_pool: int, quiet_seconds: float, timeou
         "writes_after_convergence_sample": [f"{w.verb} {w.resource} {w.name}" for w in after[:10]],
         "requests_after_convergence": reads_after,
         "operator_peak_rss_mib": rss,
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "operator_cpu_seconds": cpu,
         "emulator_cpu_seconds": emulator_cpu,
         "timeline": samples[:: max(1, len(samples) // 40)],

@@ -53,6 +53,7 @@ T = TypeVar("T")
 INODES = "inferencenodes"
 POOLS = "operatorpools"
 EXPECTATION_TTL = 30.0
+UNREADY_PROBES = 3  # /readyz asks while the container is not ready yet (for clusters without probes)
 
 
 @dataclass(frozen=True)
@@ -520,10 +521,12 @@ class Reconciler:
             for check in plan.gate_checks:
                 pod = by_name[check.name]
                 failures, next_at = self._gate_next.get(pod.uid, (0, 0.0))
-                if pod.container_ready or now >= next_at:
+                if pod.container_ready or (failures < UNREADY_PROBES and now >= next_at):
                     due.append(pod)
-                else:
+                elif failures < UNREADY_PROBES:
                     retry = next_at - now if retry is None else min(retry, next_at - now)
+                # else: the kubelet's readiness probe (the same /readyz) flips the container to
+                # ready, and that pod event brings us back: no polling of agents that stay down.
             opened = await asyncio.gather(*(self._probe_and_open_gate(p) for p in due))
             for pod, gated in zip(due, opened, strict=True):
                 if gated is not None:
