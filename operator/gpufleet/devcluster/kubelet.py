@@ -8,9 +8,11 @@ resourceVersion and a watch event, exactly what an operator would see from a rea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal
 
 from gpufleet.devcluster.errors import APIError
@@ -86,6 +88,8 @@ class Kubelet:
         self._ip_seq = 0
         self._pods_type = store.resolve("", "v1", "pods")
         self.enabled = True
+        self.down: set[str] = set()  # nodes whose kubelet stopped reporting
+        self._deferred: dict[str, list[Callable[[], None]]] = {}
 
     # ------------------------------------------------------------------------------------ setup
 
@@ -143,11 +147,91 @@ class Kubelet:
 
     def container_running(self, namespace: str, name: str) -> bool:
         st = self.pods.get((namespace, name))
-        return st is not None and st.stage in ("running", "ready") and not st.terminating
+        return (
+            st is not None
+            and st.stage in ("running", "ready")
+            and not st.terminating
+            and st.node not in self.down
+        )
 
     def engine_up(self, namespace: str, name: str) -> bool:
         st = self.pods.get((namespace, name))
-        return st is not None and st.stage == "ready" and not st.terminating
+        return st is not None and st.stage == "ready" and not st.terminating and st.node not in self.down
+
+    def set_node_ready(self, node: str, ready: bool) -> None:
+        """Take a node's kubelet away (or bring it back).
+
+        Down: the node's Ready condition becomes Unknown (`NodeStatusUnknown`) and the node
+        controller marks its pods not Ready, as Kubernetes does when a kubelet stops posting
+        status; the pods' agents stop answering and their lifecycles freeze. Up: the node is Ready
+        again and the kubelet resumes, rewriting each pod's status.
+        """
+        if node not in self.nodes:
+            raise KeyError(f"no emulated node {node!r}")
+        nodes_t = self.store.resolve("", "v1", "nodes")
+        ts = now_rfc3339()
+        cond = (
+            {
+                "type": "Ready",
+                "status": "True",
+                "reason": "KubeletReady",
+                "message": "kubelet is posting ready status",
+                "lastTransitionTime": ts,
+            }
+            if ready
+            else {
+                "type": "Ready",
+                "status": "Unknown",
+                "reason": "NodeStatusUnknown",
+                "message": "Kubelet stopped posting node status.",
+                "lastTransitionTime": ts,
+            }
+        )
+
+        def set_cond(obj: JsonObj) -> JsonObj:
+            status = dict(obj.get("status") or {})
+            others = [c for c in status.get("conditions") or [] if c.get("type") != "Ready"]
+            status["conditions"] = [cond, *others]
+            return {**obj, "status": status}
+
+        entry = self.store.mutate(
+            nodes_t, None, node, set_cond, subresource="status", actor="node-controller"
+        )
+        self.nodes[node] = entry.obj
+        keys = sorted(self.by_node.get(node, ()))
+        if not ready:
+            self.down.add(node)
+            for key in keys:
+                self._mark_not_ready(key)
+            return
+        self.down.discard(node)
+        for key in keys:
+            st = self.pods.get(key)
+            if st is not None and not st.terminating:
+                self._write(st)
+        for fn in self._deferred.pop(node, []):
+            fn()
+
+    def _mark_not_ready(self, key: tuple[str, str]) -> None:
+        def not_ready(pod: JsonObj) -> JsonObj:
+            status = dict(pod.get("status") or {})
+            conds = []
+            for c in status.get("conditions") or []:
+                if c.get("type") in ("Ready", "ContainersReady") and c.get("status") == "True":
+                    c = {
+                        **c,
+                        "status": "False",
+                        "reason": "NodeNotReady" if c["type"] == "Ready" else "ContainersNotReady",
+                        "lastTransitionTime": now_rfc3339(),
+                    }
+                conds.append(c)
+            status["conditions"] = conds
+            return {**pod, "status": status}
+
+        with contextlib.suppress(APIError):  # the pod went away meanwhile
+            self.store.mutate(
+                self._pods_type, key[0], key[1], not_ready, subresource="status", actor="node-controller"
+            )
 
     def logs(self, pod: JsonObj, container: str | None = None) -> str:
         st = self.pods.get((pod["metadata"].get("namespace", ""), pod["metadata"]["name"]))
@@ -182,6 +266,10 @@ class Kubelet:
 
     def _reconcile(self, pod: JsonObj) -> None:
         if not self.manages(pod):
+            return
+        if pod["spec"]["nodeName"] in self.down:
+            key = (pod["metadata"].get("namespace", ""), pod["metadata"]["name"])
+            self._deferred.setdefault(pod["spec"]["nodeName"], []).append(partial(self._reconcile_key, key))
             return
         meta, spec = pod["metadata"], pod["spec"]
         key = (meta.get("namespace", ""), meta["name"])
@@ -269,6 +357,9 @@ class Kubelet:
         token = st.token
 
         def run() -> None:
+            if st.node in self.down:  # the node's kubelet is gone: resume when it comes back
+                self._deferred.setdefault(st.node, []).append(run)
+                return
             if st.token == token and self.pods.get(st.key) is st:
                 try:
                     fn(st)

@@ -338,3 +338,29 @@ def test_agent_documents_name_each_pods_pool_and_node(api: client.ApiClient, cor
     assert docs["b"]["agent"]["pool"] == "pool-b"
     assert docs["b"]["agent"]["node"] == "inode-b"
     assert docs["a"]["report"] == docs["b"]["report"]
+
+
+def test_node_going_down_marks_its_pods_not_ready_and_recovers(
+    cluster: ThreadedCluster, api: client.ApiClient, core: client.CoreV1Api
+) -> None:
+    # Kubernetes: when a kubelet stops posting, the node is Ready=Unknown and its pods Ready=False.
+    core.create_namespaced_pod("default", pod_body("p"))
+    core.create_namespaced_pod("default", pod_body("other", node="gpu-1"))
+    wait(
+        lambda: (
+            conditions(core, "p").get("Ready") == "True" and conditions(core, "other").get("Ready") == "True"
+        )
+    )
+    cluster.call(cluster.kubelet.set_node_ready, "gpu-0", False)
+    node_ready = {c.type: c.status for c in core.read_node("gpu-0").status.conditions}["Ready"]
+    assert node_ready == "Unknown"
+    assert conditions(core, "p")["Ready"] == "False"
+    assert conditions(core, "other")["Ready"] == "True"
+    assert proxy(api, "p", "readyz")[0] == 503
+    core.create_namespaced_pod("default", pod_body("late"))  # bound to the dead node: stays Pending
+    time.sleep(0.1)
+    assert core.read_namespaced_pod("late", "default").status.phase == "Pending"
+    cluster.call(cluster.kubelet.set_node_ready, "gpu-0", True)
+    wait(lambda: conditions(core, "p").get("Ready") == "True")
+    wait(lambda: conditions(core, "late").get("Ready") == "True")
+    assert proxy(api, "p", "readyz")[0] == 200
