@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from gpufleet.devcluster.cluster import DEFAULT_CRD_DIR, DevCluster, NodeSpec
+from gpufleet.devcluster.process import tune_gc
 
 
 def parse_node(text: str) -> NodeSpec:
@@ -48,6 +49,7 @@ async def serve(args: argparse.Namespace) -> None:
     async with DevCluster(
         crd_dir=crds, nodes=nodes, port=args.port, kubeconfig_path=args.kubeconfig_out
     ) as c:
+        tune_gc()
         print(f"devcluster serving {c.url}; kubeconfig: {c.kubeconfig_path}", flush=True)
         print(f"  nodes: {', '.join(f'{n.name} ({n.profile})' for n in nodes)}", flush=True)
         print(f"  try: KUBECONFIG={c.kubeconfig_path} kubectl get nodes", flush=True)

@@ -10,6 +10,7 @@ RequestLog, answered by the child), `kubelet.set_behaviour(...)`, `objects(...)`
 from __future__ import annotations
 
 import asyncio
+import gc
 import multiprocessing
 import multiprocessing.connection
 import threading
@@ -17,6 +18,17 @@ import traceback
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+
+def tune_gc() -> None:
+    """In a process of its own the emulator holds many long-lived dicts: collect them less often.
+
+    Measured ~20% less CPU for the create phase of bench/emulator_watch.py; only used where the
+    emulator owns the process (never in-thread, where it would change the code under test).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
 
 
 def _resolve(root: Any, path: str) -> Any:
@@ -34,6 +46,7 @@ def _child(kwargs: dict[str, Any], conn: multiprocessing.connection.Connection) 
     async def serve() -> None:
         cluster = DevCluster(**kwargs)
         await cluster.start()
+        tune_gc()
         done = asyncio.Event()
         loop = asyncio.get_running_loop()
 

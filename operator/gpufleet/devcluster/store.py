@@ -12,6 +12,7 @@ import base64
 import bisect
 import json
 import random
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -32,8 +33,16 @@ _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
+_stamp: list[Any] = [0, ""]
+
+
 def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """The current second as RFC 3339 (formatted once per second: every write stamps something)."""
+    second = int(time.time())
+    if second != _stamp[0]:
+        _stamp[0] = second
+        _stamp[1] = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return str(_stamp[1])
 
 
 class Entry:
