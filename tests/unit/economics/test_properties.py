@@ -83,6 +83,8 @@ def test_rounding_dust_stays_in_the_pool_and_slashing_spares_delegators(scenario
             old_r, old_u, old_s = step.before[actor]
             new_r, new_u, new_s = after[actor]
             assert new_u - old_u <= old_r, "unstaking pays at most the shares' value"
+            assert new_r + new_u <= old_r + old_u, "unstaking never creates value"
+            assert new_s < old_s
         if step.op.kind == "slash":
             for key, (_, unstaking, shares) in after.items():
                 if key.startswith(f"{target}/") and key != slashed_operator:
