@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -183,6 +182,9 @@ class APIServer:
             return _json(
                 APIError(400, "BadRequest", f"invalid JSON in the request body: {exc}").status(), 400
             )
+        except (ValueError, TypeError, KeyError) as exc:  # malformed parameters or bodies
+            logger.debug("devcluster: bad request %s %s", request.method, request.path, exc_info=True)
+            return _json(APIError(400, "BadRequest", f"{type(exc).__name__}: {exc}").status(), 400)
 
     def _verb(self, request: web.Request, t: _Target) -> str:
         method = request.method
@@ -435,8 +437,8 @@ class APIServer:
                         ).encode()
                         + b"\n"
                     )
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
+        except ConnectionResetError:
+            pass  # the client went away
         finally:
             watcher.stop()
             self._watchers.discard(watcher)

@@ -101,7 +101,7 @@ def _status_only(crd: JsonObj) -> JsonObj:
     return out
 
 
-_STATUS_ONLY: dict[str, JsonObj] = {}
+_STATUS_ONLY: dict[int, tuple[JsonObj, JsonObj]] = {}  # id(crd) -> (crd, its status-only variant)
 
 
 def _without(obj: JsonObj, *keys: str) -> JsonObj:
@@ -125,10 +125,12 @@ def schema_validator(
     if old is not None and _without(obj, "metadata", "status") == _without(old, "metadata", "status"):
         if obj.get("status") == old.get("status"):
             return obj
-        name = str(crd.get("metadata", {}).get("name", ""))
-        if name not in _STATUS_ONLY:
-            _STATUS_ONLY[name] = _status_only(crd)
-        crd = _STATUS_ONLY[name]
+        hit = _STATUS_ONLY.get(id(crd))
+        if hit is None or hit[0] is not crd:
+            if len(_STATUS_ONLY) > 256:
+                _STATUS_ONLY.clear()
+            hit = _STATUS_ONLY[id(crd)] = (crd, _status_only(crd))
+        crd = hit[1]
         target = _without(obj, "spec")
         old = _without(old, "spec")
     check, schema = _fast(crd, str(target.get("apiVersion")))

@@ -222,3 +222,18 @@ def test_request_accounting_counts_by_verb_and_resource(
         ("create", "configmaps"),
         ("patch", "configmaps"),
     ]
+
+
+def test_malformed_parameters_are_400_not_500(api: client.ApiClient) -> None:
+    resp = api.rest_client.pool_manager.request(
+        "GET", f"{api.configuration.host}/api/v1/namespaces/default/pods?limit=ten"
+    )
+    assert resp.status == 400
+    assert json.loads(resp.data)["reason"] == "BadRequest"
+    resp = api.rest_client.pool_manager.request(
+        "POST",
+        f"{api.configuration.host}/api/v1/namespaces/default/configmaps",
+        body=b"{not json",
+        headers={"Content-Type": "application/json"},
+    )
+    assert resp.status == 400
