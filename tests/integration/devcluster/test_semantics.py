@@ -535,3 +535,64 @@ def test_status_write_is_validated_against_the_status_schema(custom: client.Cust
     )
     assert out["status"] == {"phase": "A"}
     assert out["spec"] == {"size": 1, "color": "red"}
+
+
+def test_send_initial_events_ends_with_the_initial_events_end_bookmark(
+    api: client.ApiClient, core: client.CoreV1Api
+) -> None:
+    # Kubernetes (WatchList): sendInitialEvents=true replays the state, then a BOOKMARK annotated
+    # k8s.io/initial-events-end; kopf uses this with settings.watching.initial_streaming.
+    core.create_namespaced_config_map("default", {"metadata": {"name": "a"}})
+    raw = api.rest_client.pool_manager.request(
+        "GET",
+        f"{api.configuration.host}/api/v1/namespaces/default/configmaps?watch=true&sendInitialEvents=true"
+        "&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=1",
+    )
+    lines = [json.loads(line) for line in raw.data.splitlines() if line.strip()]
+    assert lines[0]["type"] == "ADDED"
+    assert lines[0]["object"]["metadata"]["name"] == "a"
+    assert lines[1]["type"] == "BOOKMARK"
+    assert lines[1]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+
+
+def test_delete_collection_by_label(core: client.CoreV1Api) -> None:
+    for name, tier in (("a", "x"), ("b", "x"), ("c", "y")):
+        core.create_namespaced_config_map("default", {"metadata": {"name": name, "labels": {"tier": tier}}})
+    core.delete_collection_namespaced_config_map("default", label_selector="tier=x")
+    assert [c.metadata.name for c in core.list_namespaced_config_map("default").items] == ["c"]
+
+
+def test_leases_and_events_v1_round_trip(api: client.ApiClient) -> None:
+    # Leader election uses coordination.k8s.io leases; newer clients post events.k8s.io/v1 events.
+    leases = client.CoordinationV1Api(api)
+    lease = leases.create_namespaced_lease(
+        "default",
+        {"metadata": {"name": "gpufleet"}, "spec": {"holderIdentity": "op-1", "leaseDurationSeconds": 15}},
+    )
+    lease.spec.holder_identity = "op-2"
+    assert leases.replace_namespaced_lease("gpufleet", "default", lease).spec.holder_identity == "op-2"
+    events = client.EventsV1Api(api)
+    events.create_namespaced_event(
+        "default",
+        {
+            "metadata": {"generateName": "x-"},
+            "eventTime": "2026-01-01T00:00:00.000000Z",
+            "reason": "Test",
+            "action": "Testing",
+            "type": "Normal",
+            "reportingController": "gpufleet",
+            "reportingInstance": "op-1",
+            "regarding": {"kind": "Pod", "name": "p", "namespace": "default"},
+        },
+    )
+    listed = events.list_namespaced_event("default", field_selector="reason=Test")
+    assert [e.regarding.name for e in listed.items] == ["p"]
+
+
+def test_pod_log_comes_from_the_simulated_kubelet(core: client.CoreV1Api) -> None:
+    core.create_namespaced_pod("default", pod_body("p"))
+    deadline = time.monotonic() + 5
+    while "engine ready" not in core.read_namespaced_pod_log("p", "default"):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert "container started" in core.read_namespaced_pod_log("p", "default")
