@@ -281,6 +281,7 @@ class RewardTrees:
     """All trees of one epoch's record (``RewardRecord.merkle_roots``) and where each pool is."""
 
     trees: list[MerkleTree]
+    _index: dict[str, tuple[int, int]] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def build(cls, leaves: Sequence[RewardLeaf], max_leaves_per_tree: int | None = None) -> RewardTrees:
@@ -304,11 +305,18 @@ class RewardTrees:
         return [tree.root for tree in self.trees]
 
     def locate(self, address: str) -> LeafLocation | None:
-        for merkle_index, tree in enumerate(self.trees):
-            for i, leaf in enumerate(tree.leaves):
-                if leaf.address == address:
-                    return LeafLocation(merkle_index, leaf, tree.proof(i))
-        return None
+        """The tree, leaf and proof for ``address`` (None if the record has no leaf for it)."""
+        if self._index is None:
+            self._index = {
+                leaf.address: (m, i)
+                for m, tree in enumerate(self.trees)
+                for i, leaf in enumerate(tree.leaves)
+            }
+        where = self._index.get(address)
+        if where is None:
+            return None
+        tree = self.trees[where[0]]
+        return LeafLocation(where[0], tree.leaves[where[1]], tree.proof(where[1]))
 
     def all_leaves(self) -> list[RewardLeaf]:
         return [leaf for tree in self.trees for leaf in tree.leaves]

@@ -80,6 +80,7 @@ class Step:
     before: dict[str, Any] = field(default_factory=dict)
     pool: str = ""
     actor: str = ""
+    prices: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 amounts = st.one_of(st.integers(1, 1_000), st.integers(1, 10**6), st.integers(1, 10**12))
@@ -232,12 +233,13 @@ def run(sc: SimScenario, check: Callable[[Ledger, Step], None]) -> Ledger:
     ledger = setup(sc)
     for op in sc.ops:
         before = values(ledger)
+        prices = pool_prices(ledger)
         pool, actor = resolve(ledger, op)
         try:
             result = apply(ledger, op)
-            step = Step(op, True, None, result, before, pool, actor)
+            step = Step(op, True, None, result, before, pool, actor, prices)
         except EconomicsError as exc:
-            step = Step(op, False, type(exc).__name__, None, before, pool, actor)
+            step = Step(op, False, type(exc).__name__, None, before, pool, actor, prices)
         check(ledger, step)
     return ledger
 
@@ -253,3 +255,8 @@ def values(ledger: Ledger) -> dict[str, Any]:
             rec.shares,
         )
     return out
+
+
+def pool_prices(ledger: Ledger) -> dict[str, tuple[int, int]]:
+    """Each pool's (total staked, total shares): the exact share price as a ratio."""
+    return {name: (p.total_staked_amount, p.total_shares) for name, p in ledger.pools.items()}

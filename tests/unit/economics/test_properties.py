@@ -64,6 +64,12 @@ def test_rounding_dust_stays_in_the_pool_and_slashing_spares_delegators(scenario
     def check(ledger: Ledger, step: sim.Step) -> None:
         if not step.ok:
             return
+        for name, (staked, shares) in sim.pool_prices(ledger).items():
+            old_staked, old_shares = step.prices[name]
+            if shares and old_shares:  # the price of a share never falls, whatever happened
+                assert staked * old_shares >= old_staked * shares, (
+                    f"{name}'s share price fell in {step.op.kind}"
+                )
         after = sim.values(ledger)
         actor = f"{step.pool}/{step.actor}"
         target = step.pool
