@@ -18,9 +18,11 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, settings
 
-from tests.unit.economics import test_properties as props
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the properties live in the tests package
+
+from tests.unit.economics import test_properties as props  # noqa: E402
+
 PROPERTIES = [
     props.test_tokens_are_conserved,
     props.test_holders_never_redeem_more_than_the_pool_holds,

@@ -37,7 +37,7 @@ from gpufleet.economics.state import (
     Settings,
     StakingRecord,
 )
-from gpufleet.economics.units import BPS_DENOMINATOR, U64_MAX, format_fraction
+from gpufleet.economics.units import BPS_DENOMINATOR, U64_MAX, format_fraction, format_int
 
 
 class _Unset:
@@ -186,12 +186,14 @@ class Ledger:
         s = self.settings
         if stake < s.min_operator_token_stake:
             raise e.MinOperatorTokenStakeNotMet(
-                f"pool {pool.name}: operator stake {stake} < minimum {s.min_operator_token_stake} base units"
+                f"pool {pool.name}: operator stake {format_int(stake)} INT "
+                f"< minimum {format_int(s.min_operator_token_stake)} INT"
             )
         if stake * BPS_DENOMINATOR < s.min_operator_stake_bps * pool.total_staked_amount:
             raise e.MinOperatorTokenStakeNotMet(
-                f"pool {pool.name}: operator holds {stake} of {pool.total_staked_amount} staked base units, "
-                f"below the required {s.min_operator_stake_bps / 100:g}% of the pool"
+                f"pool {pool.name}: operator would hold {format_int(stake)} of "
+                f"{format_int(pool.total_staked_amount)} INT staked, below the required "
+                f"{s.min_operator_stake_bps / 100:g}% of the pool"
             )
 
     # ------------------------------------------------------------------ pools
