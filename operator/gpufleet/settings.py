@@ -83,6 +83,10 @@ class OperatorSettings(BaseSettings):
         default="direct",
         description="Who watches engine pods: a lean built-in informer (direct) or a kopf index (kopf).",
     )
+    indexes: Literal["local", "kopf"] = Field(
+        default="local",
+        description="In-memory indexes fed from kopf on-event handlers (local) or kept by @kopf.index.",
+    )
     api_request_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
     api_concurrency: Annotated[int, Field(ge=1, le=1024)] = Field(
         default=64, description="Most API requests in flight at once from the reconciler."

@@ -12,7 +12,7 @@ run several operators (one after another: a restart) in one process.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any
 
 import kopf
@@ -21,6 +21,7 @@ from gpufleet import API_GROUP, API_VERSION
 from gpufleet.controllers.kube import KubeClient, connection_from_kubeconfig
 from gpufleet.controllers.podwatch import PodInformer
 from gpufleet.controllers.reconciler import FleetCaches, PoolMember, Reconciler
+from gpufleet.hardware.catalog import Catalog
 from gpufleet.objects import LABEL_INODE, LABEL_MANAGED_BY, MANAGED_BY, NodeView, PodView
 from gpufleet.settings import GROUP_PREFIX, OperatorSettings
 from gpufleet.status import inode_validated_vram
@@ -89,67 +90,162 @@ def _copy(body: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+IndexFn = Callable[[Mapping[str, Any]], "dict[Any, Any] | None"]
+
+
+class LocalIndex(Mapping[Any, Collection[Any]]):
+    """The shape of a kopf index (key -> one value per object), fed from on-event handlers.
+
+    kopf's own indexes make every object of every watched kind wait at start-up until all of them
+    are indexed, and each indexed object wakes every waiter: O(N^2) wake-ups (measured: ~20 s
+    of CPU for 1,000 Nodes + 1,000 InferenceNodes). The same index functions feed this instead;
+    ``GPUFLEET_INDEXES=kopf`` switches back to ``@kopf.index``.
+    """
+
+    def __init__(self) -> None:
+        self._values: dict[Any, dict[str, Any]] = {}
+        self._keys: dict[str, list[Any]] = {}
+
+    def put(self, uid: str, entries: Mapping[Any, Any] | None) -> None:
+        self.drop(uid)
+        if not entries:
+            return
+        for key, value in entries.items():
+            self._values.setdefault(key, {})[uid] = value
+        self._keys[uid] = list(entries)
+
+    def drop(self, uid: str) -> None:
+        for key in self._keys.pop(uid, ()):
+            bucket = self._values.get(key)
+            if bucket is not None:
+                bucket.pop(uid, None)
+                if not bucket:
+                    del self._values[key]
+
+    def __getitem__(self, key: Any) -> Collection[Any]:
+        return list(self._values[key].values())
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(list(self._values))
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+def index_functions(settings: OperatorSettings, catalog: Catalog) -> dict[str, dict[str, IndexFn]]:
+    """Plural -> index name -> function(body) -> {key: value} | None; shared by both index modes."""
+
+    def namespaced(body: Mapping[str, Any]) -> tuple[str, str]:
+        meta = body.get("metadata") or {}
+        return str(meta.get("namespace") or ""), str(meta.get("name") or "")
+
+    def inode_bodies(body: Mapping[str, Any]) -> dict[Any, Any] | None:
+        return {namespaced(body): _copy(body)}
+
+    def pool_members(body: Mapping[str, Any]) -> dict[Any, Any] | None:
+        pool = ((body.get("spec") or {}).get("poolRef") or {}).get("name")
+        if not pool:
+            return None
+        ns, name = namespaced(body)
+        vram, devices, ready = inode_validated_vram(body.get("status") or {}, catalog)
+        return {(ns, pool): PoolMember(name, vram, devices, ready)}
+
+    def inodes_on_node(body: Mapping[str, Any]) -> dict[Any, Any] | None:
+        node = (body.get("spec") or {}).get("nodeName")
+        return {node: namespaced(body)} if node else None
+
+    def gpu_nodes(body: Mapping[str, Any]) -> dict[Any, Any] | None:
+        return {namespaced(body)[1]: NodeView.from_body(body, settings.gpu_resource_name)}
+
+    def pool_bodies(body: Mapping[str, Any]) -> dict[Any, Any] | None:
+        return {namespaced(body): _copy(body)}
+
+    def release_bodies(body: Mapping[str, Any]) -> dict[Any, Any] | None:
+        return {namespaced(body)[1]: _copy(body)}
+
+    return {
+        "inferencenodes": {
+            "inode_bodies": inode_bodies,
+            "pool_members": pool_members,
+            "inodes_on_node": inodes_on_node,
+        },
+        "nodes": {"gpu_nodes": gpu_nodes},
+        "operatorpools": {"pool_bodies": pool_bodies},
+        "enginereleases": {"release_bodies": release_bodies},
+    }
+
+
+LIST_PATHS = {
+    "inferencenodes": f"/apis/{API_GROUP}/{API_VERSION}/inferencenodes",
+    "operatorpools": f"/apis/{API_GROUP}/{API_VERSION}/operatorpools",
+    "enginereleases": f"/apis/{API_GROUP}/{API_VERSION}/enginereleases",
+    "nodes": "/api/v1/nodes",
+}
+
+
 def make_registry(reconciler: Reconciler, *, kubeconfig: str | None = None) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     settings = reconciler.settings
-    catalog = reconciler.catalog
-    inodes = (API_GROUP, API_VERSION, "inferencenodes")
-    pools = (API_GROUP, API_VERSION, "operatorpools")
-    releases = (API_GROUP, API_VERSION, "enginereleases")
+    functions = index_functions(settings, reconciler.catalog)
+    local = {name: LocalIndex() for fns in functions.values() for name in fns}
+    resources = {
+        "inferencenodes": (API_GROUP, API_VERSION, "inferencenodes"),
+        "operatorpools": (API_GROUP, API_VERSION, "operatorpools"),
+        "enginereleases": (API_GROUP, API_VERSION, "enginereleases"),
+        "nodes": ("v1", "nodes"),
+    }
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
         return connection(kubeconfig)
 
-    # --- indexes: the in-memory world the reconciler plans from ---------------------------
+    if settings.indexes == "kopf":
+        for plural, fns in functions.items():
+            for name, fn in fns.items():
+                _register_kopf_index(registry, resources[plural], name, fn)
 
-    @kopf.index(*inodes, id="inode_bodies", registry=registry)
-    async def inode_bodies(**kw: Any) -> dict[Any, Any]:
-        return {(kw["namespace"], kw["name"]): _copy(kw["body"])}
+    def feed(plural: str, body: Mapping[str, Any], deleted: bool) -> None:
+        """Local mode: keep the indexes current before the reconciler hears of the change."""
+        if settings.indexes != "local":
+            return
+        uid = str((body.get("metadata") or {}).get("uid") or "")
+        for name, fn in functions[plural].items():
+            if deleted:
+                local[name].drop(uid)
+            else:
+                local[name].put(uid, fn(body))
 
-    @kopf.index(*inodes, id="pool_members", registry=registry)
-    async def pool_members(**kw: Any) -> dict[Any, Any] | None:
-        pool = (kw["spec"].get("poolRef") or {}).get("name")
-        if not pool:
-            return None
-        vram, devices, ready = inode_validated_vram(kw["status"], catalog)
-        return {(kw["namespace"], pool): PoolMember(kw["name"], vram, devices, ready)}
-
-    @kopf.index(*inodes, id="inodes_on_node", registry=registry)
-    async def inodes_on_node(**kw: Any) -> dict[Any, Any] | None:
-        node = kw["spec"].get("nodeName")
-        return {node: (kw["namespace"], kw["name"])} if node else None
-
-    @kopf.index("v1", "nodes", id="gpu_nodes", registry=registry)
-    async def gpu_nodes(**kw: Any) -> dict[Any, Any]:
-        return {kw["name"]: NodeView.from_body(kw["body"], settings.gpu_resource_name)}
-
-    @kopf.index(*pools, id="pool_bodies", registry=registry)
-    async def pool_bodies(**kw: Any) -> dict[Any, Any]:
-        return {(kw["namespace"], kw["name"]): _copy(kw["body"])}
-
-    @kopf.index(*releases, id="release_bodies", registry=registry)
-    async def release_bodies(**kw: Any) -> dict[Any, Any]:
-        return {kw["name"]: _copy(kw["body"])}
+    async def prime(client: KubeClient) -> None:
+        """Local mode: list every kind once so the first reconcile sees the whole world."""
+        for plural, path in LIST_PATHS.items():
+            scopes = settings.namespaces if plural in ("inferencenodes", "operatorpools") else []
+            paths = [path.replace(f"/{plural}", f"/namespaces/{ns}/{plural}") for ns in scopes] or [path]
+            for one in paths:
+                _, listing = await client.request("GET", one, what=f"list {plural}")
+                for item in listing.get("items") or ():
+                    feed(plural, item, deleted=False)
 
     # --- lifecycle -------------------------------------------------------------------------
 
     @kopf.on.startup(registry=registry)
     async def start(**kwargs: Any) -> None:
+        source: Mapping[str, Any] = local if settings.indexes == "local" else kwargs
         reconciler.caches = FleetCaches(
-            inodes=kwargs["inode_bodies"],
-            pool_members=kwargs["pool_members"],
-            inodes_on_node=kwargs["inodes_on_node"],
+            inodes=source["inode_bodies"],
+            pool_members=source["pool_members"],
+            inodes_on_node=source["inodes_on_node"],
             pods=kwargs.get("managed_pods", {}),
-            nodes=kwargs["gpu_nodes"],
-            pools=kwargs["pool_bodies"],
-            releases=kwargs["release_bodies"],
+            nodes=source["gpu_nodes"],
+            pools=source["pool_bodies"],
+            releases=source["release_bodies"],
         )
         client = KubeClient(
             connection(kubeconfig),
             concurrency=settings.api_concurrency,
             timeout=settings.api_request_timeout_seconds,
         )
+        if settings.indexes == "local":
+            await prime(client)
         informer = None
         if settings.pod_watch == "direct":
             informer = PodInformer(client, POD_SELECTOR, settings.namespaces, reconciler.pod_changed)
@@ -164,29 +260,42 @@ def make_registry(reconciler: Reconciler, *, kubeconfig: str | None = None) -> k
     async def stop(**_: Any) -> None:
         await reconciler.stop()
 
-    # --- watch events: mark keys dirty ------------------------------------------------------
+    # --- watch events: keep indexes current, mark keys dirty --------------------------------
 
-    @kopf.on.event(*inodes, registry=registry)
+    @kopf.on.event(*resources["inferencenodes"], registry=registry)
     async def inode_event(**kw: Any) -> None:
-        reconciler.inode_changed(kw["namespace"], kw["name"], kw["body"], deleted=kw["type"] == "DELETED")
+        deleted = kw["type"] == "DELETED"
+        feed("inferencenodes", kw["body"], deleted)
+        reconciler.inode_changed(kw["namespace"], kw["name"], kw["body"], deleted=deleted)
 
-    @kopf.on.event("v1", "nodes", registry=registry)
+    @kopf.on.event(*resources["nodes"], registry=registry)
     async def node_event(**kw: Any) -> None:
         deleted = kw["type"] == "DELETED"
+        feed("nodes", kw["body"], deleted)
         view = None if deleted else NodeView.from_body(kw["body"], settings.gpu_resource_name)
         reconciler.node_changed(kw["name"], view)
 
-    @kopf.on.event(*pools, registry=registry)
+    @kopf.on.event(*resources["operatorpools"], registry=registry)
     async def pool_event(**kw: Any) -> None:
+        feed("operatorpools", kw["body"], kw["type"] == "DELETED")
         reconciler.pool_changed(kw["namespace"], kw["name"])
 
-    @kopf.on.event(*releases, registry=registry)
-    async def release_event(**_: Any) -> None:
+    @kopf.on.event(*resources["enginereleases"], registry=registry)
+    async def release_event(**kw: Any) -> None:
+        feed("enginereleases", kw["body"], kw["type"] == "DELETED")
         reconciler.releases_changed()
 
     if settings.pod_watch == "kopf":
         _register_kopf_pod_watch(registry, reconciler)
     return registry
+
+
+def _register_kopf_index(
+    registry: kopf.OperatorRegistry, resource: tuple[str, ...], name: str, fn: IndexFn
+) -> None:
+    @kopf.index(*resource, id=name, registry=registry)
+    async def index(**kw: Any) -> dict[Any, Any] | None:
+        return fn(kw["body"])
 
 
 def _register_kopf_pod_watch(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:

@@ -148,13 +148,13 @@ async def test_mixed_fleet_pods_statuses_conditions_events(cluster: DevCluster) 
         assert await quiet(cluster) == []  # converged: no writes while nothing changes
 
 
-@pytest.mark.parametrize("pod_watch", ["direct", "kopf"])
-async def test_announcement_example_two_pools(cluster: DevCluster, pod_watch: str) -> None:
+@pytest.mark.parametrize(("pod_watch", "indexes"), [("direct", "local"), ("kopf", "kopf")])
+async def test_announcement_example_two_pools(cluster: DevCluster, pod_watch: str, indexes: str) -> None:
     cluster.apply(pool("op-a"))
     cluster.apply(pool("op-b"))
     cluster.apply(inode("a-box", "op-a", "gpu-4090"))
     cluster.apply(inode("b-box", "op-b", "gpu-a100"))
-    async with running_operator(cluster, fast_settings(pod_watch=pod_watch)):
+    async with running_operator(cluster, fast_settings(pod_watch=pod_watch, indexes=indexes)):
         await cluster.wait_for(inode_settled(cluster, "a-box", 4, 4), within=20)
         await cluster.wait_for(inode_settled(cluster, "b-box", 1, 1), within=20)
         a = status_of(cluster, "InferenceNode", "a-box")["devices"]
