@@ -176,6 +176,8 @@ class Bucket:
 
     def put(self, key: ObjKey, entry: Entry, old: Entry | None) -> None:
         self.objects[key] = entry
+        if old is not None:
+            old._raw = None  # superseded: only a replay from the event log may need it (re-encoded then)
         self.by_namespace.setdefault(key[0], {})[key] = entry
         old_labels = old.labels if old is not None else {}
         new_labels = entry.labels
