@@ -352,6 +352,10 @@ class ThreadedCluster:
         self._loop.call_soon_threadsafe(run)
         return future.result(timeout=60)
 
+    def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """fn(cluster, *args) on the cluster's loop: the same call works on a ProcessCluster."""
+        return self.call(fn, self.cluster, *args, **kwargs)
+
     @property
     def kubeconfig_path(self) -> Path:
         return self.cluster.kubeconfig_path

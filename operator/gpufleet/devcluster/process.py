@@ -15,9 +15,12 @@ import multiprocessing
 import multiprocessing.connection
 import threading
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def tune_gc() -> None:
@@ -60,9 +63,12 @@ def _child(kwargs: dict[str, Any], conn: multiprocessing.connection.Connection) 
                 done.set()
                 return
             try:
-                result = _resolve(cluster, path)
-                if callable(result):
-                    result = result(*args, **kw)
+                if path == "__run__":  # run(fn, *args): fn(cluster, *args), fn pickled by reference
+                    result = args[0](cluster, *args[1:], **kw)
+                else:
+                    result = _resolve(cluster, path)
+                    if callable(result):
+                        result = result(*args, **kw)
                 conn.send(("ok", result))
             except Exception as exc:
                 conn.send(("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
@@ -142,6 +148,11 @@ class ProcessCluster:
         if status != "ok":
             raise RuntimeError(f"devcluster rpc {path} failed: {value}")
         return value
+
+    def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """fn(cluster, *args) in the child (fn must be importable: a module-level function)."""
+        result: T = self.rpc("__run__", fn, *args, **kwargs)
+        return result
 
     @property
     def requests(self) -> Any:

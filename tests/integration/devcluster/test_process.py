@@ -11,6 +11,10 @@ from gpufleet.devcluster import Behaviour, DevCluster, NodeSpec
 from tests.integration.devcluster.conftest import CRDS, pod_body
 
 
+def count_pods(cluster: DevCluster, namespace: str) -> int:
+    return len(cluster.objects("v1", "Pod", namespace))
+
+
 def test_process_cluster_serves_and_answers_rpc() -> None:
     dc = DevCluster(crd_dir=CRDS, nodes=[NodeSpec("gpu-0")])
     with dc.run_in_process() as pc:
@@ -42,6 +46,13 @@ def test_process_cluster_serves_and_answers_rpc() -> None:
         assert ready["stuck"] == "False"
         assert pc.requests.count("create", "pods", since=mark) == 2
         assert [(r.verb, r.resource) for r in pc.requests.writes(since=mark)] == [("create", "pods")] * 2
+        assert pc.run(count_pods, "default") == 2
         with pytest.raises(RuntimeError, match="private attribute"):
             pc.rpc("_crd_dirs")
         api.close()
+
+
+def test_threaded_cluster_run_has_the_same_shape() -> None:
+    with DevCluster(crd_dir=None).run_in_thread() as tc:
+        tc.call(tc.apply, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}})
+        assert tc.run(lambda cluster, ns: len(cluster.objects("v1", "ConfigMap", ns)), "default") == 1
