@@ -305,6 +305,17 @@ class APIServer:
     # ------------------------------------------------------------------------------------ handlers
 
     async def _dispatch(self, request: web.Request, t: _Target, verb: str) -> web.StreamResponse:
+        strict = request.query.get("fieldValidation") == "Strict"
+        if strict and verb in ("create", "update", "patch"):
+            await request.read()  # cached by aiohttp: nothing awaits I/O once the flag is set
+            self.store.strict_fields = True
+            try:
+                return await self._dispatch_inner(request, t, verb)
+            finally:
+                self.store.strict_fields = False
+        return await self._dispatch_inner(request, t, verb)
+
+    async def _dispatch_inner(self, request: web.Request, t: _Target, verb: str) -> web.StreamResponse:
         store, rtype, q = self.store, t.rtype, request.query
         if "dryRun" in q:
             raise APIError(400, "BadRequest", "dryRun is not supported by the devcluster emulator")

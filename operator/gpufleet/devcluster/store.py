@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from gpufleet.devcluster import errors
 from gpufleet.devcluster.errors import APIError
@@ -27,7 +27,15 @@ from gpufleet.devcluster.resources import CRDError, JsonObj, ResourceType, built
 from gpufleet.devcluster.selectors import FieldSelector, LabelSelector
 
 ObjKey = tuple[str, str]  # (namespace or "", name)
-Validator = Callable[[ResourceType, JsonObj, JsonObj | None], JsonObj]
+
+
+class Validator(Protocol):
+    """Checks (and defaults/prunes) a custom resource write; raises a 422 APIError when invalid."""
+
+    def __call__(
+        self, rtype: ResourceType, obj: JsonObj, old: JsonObj | None, *, strict: bool = False
+    ) -> JsonObj: ...
+
 
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -275,6 +283,8 @@ class Store:
     history: list[Event] = field(default_factory=list)
     listeners: list[Callable[[Event], None]] = field(default_factory=list)
     validator: Validator | None = None
+    # fieldValidation=Strict for the write in progress: unknown fields are a 422, not pruned.
+    strict_fields: bool = False
     # Set by the simulated kubelet: pods for which deletion is graceful (the kubelet finishes it).
     graceful_pod: Callable[[JsonObj], bool] | None = None
     by_uid: dict[str, tuple[tuple[str, str], ObjKey]] = field(default_factory=dict)
@@ -472,7 +482,7 @@ class Store:
         obj["metadata"] = meta
         obj = _defaults_on_create(rtype, obj)
         if self.validator is not None and rtype.is_custom:
-            obj = self.validator(rtype, obj, None)
+            obj = self.validator(rtype, obj, None, strict=self.strict_fields)
         if rtype.plural == "customresourcedefinitions":
             obj = self._crd_established(obj)
         obj["metadata"] = {**obj["metadata"], "resourceVersion": str(self._next_rv())}
@@ -715,7 +725,7 @@ class Store:
         new["kind"] = rtype.kind
         new["apiVersion"] = old.get("apiVersion", rtype.api_version)
         if self.validator is not None and rtype.is_custom:
-            new = self.validator(rtype, new, old)
+            new = self.validator(rtype, new, old, strict=self.strict_fields)
         new["metadata"] = dict(new["metadata"])
         new["metadata"]["resourceVersion"] = old_meta["resourceVersion"]
         bucket = self.bucket(rtype)

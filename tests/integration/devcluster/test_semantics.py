@@ -596,3 +596,19 @@ def test_pod_log_comes_from_the_simulated_kubelet(core: client.CoreV1Api) -> Non
         assert time.monotonic() < deadline
         time.sleep(0.02)
     assert "container started" in core.read_namespaced_pod_log("p", "default")
+
+
+def test_field_validation_strict_rejects_unknown_fields(api: client.ApiClient) -> None:
+    # Kubernetes: fieldValidation=Strict turns silent pruning of unknown fields into a 422.
+    url = f"{api.configuration.host}/apis/example.com/v1/namespaces/default/widgets"
+    body = json.dumps(widget("w", bogus="x")).encode()
+    resp = api.rest_client.pool_manager.request(
+        "POST", url + "?fieldValidation=Strict", body=body, headers={"Content-Type": "application/json"}
+    )
+    assert resp.status == 422
+    assert "spec.bogus" in json.loads(resp.data)["message"]
+    resp = api.rest_client.pool_manager.request(
+        "POST", url, body=body, headers={"Content-Type": "application/json"}
+    )
+    assert resp.status == 201
+    assert json.loads(resp.data)["spec"] == {"size": 1, "color": "red"}
