@@ -21,11 +21,7 @@ def parse_node(text: str) -> NodeSpec:
     return NodeSpec(name, profile) if profile else NodeSpec(name)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m gpufleet.devcluster",
-        description="Run the gpufleet Kubernetes API emulator with simulated GPU nodes until interrupted.",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kubeconfig-out", type=Path, required=True, help="where to write the kubeconfig")
     parser.add_argument("--crds", type=Path, default=DEFAULT_CRD_DIR, help="directory of CRD YAML files")
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0 = a free one)")
@@ -36,6 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         help="NAME[=PROFILE] (repeatable); default: three nodes with different GPUs",
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m gpufleet.devcluster",
+        description="Run the gpufleet Kubernetes API emulator with simulated GPU nodes until interrupted.",
+    )
+    add_arguments(parser)
     return parser
 
 
@@ -62,7 +66,10 @@ async def serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return run(build_parser().parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
     try:
         asyncio.run(serve(args))
     except ValueError as exc:  # e.g. an unknown hardware profile

@@ -80,3 +80,35 @@ def test_unknown_profile_is_a_clear_error(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert "no hardware profile named 'no-such-gpu'" in proc.stderr
+
+
+def test_gpufleet_devcluster_subcommand_serves(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gpufleet",
+            "devcluster",
+            "--kubeconfig-out",
+            str(kubeconfig),
+            "--node",
+            "only=l4-x1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not kubeconfig.exists() or not kubeconfig.read_text():
+            assert proc.poll() is None, proc.communicate()[0]
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        api = config.new_client_from_config(str(kubeconfig))
+        assert [n.metadata.name for n in client.CoreV1Api(api).list_node().items] == ["only"]
+        api.close()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=15)
+    assert proc.returncode == 0, out

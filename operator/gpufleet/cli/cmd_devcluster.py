@@ -1,0 +1,46 @@
+"""`gpufleet devcluster`: run the Kubernetes API emulator with simulated GPU nodes until interrupted.
+
+The same as `python -m gpufleet.devcluster`; arguments are declared here without importing the
+emulator so that `gpufleet --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "devcluster",
+        help="run the Kubernetes API emulator (simulated GPU nodes, kubelet, agents) until Ctrl-C",
+        description="Serve an emulated Kubernetes API on 127.0.0.1 with gpufleet's CRDs and simulated GPU "
+        "nodes until Ctrl-C; point KUBECONFIG at --kubeconfig-out.",
+    )
+    parser.add_argument("--kubeconfig-out", type=Path, required=True, help="where to write the kubeconfig")
+    parser.add_argument(
+        "--crds", type=Path, default=None, help="directory of CRD YAML files (default: crds/)"
+    )
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0 = a free one)")
+    parser.add_argument(
+        "--node",
+        dest="nodes",
+        action="append",
+        metavar="NAME[=PROFILE]",
+        help="an emulated node (repeatable); default: three nodes with different GPUs",
+    )
+    parser.set_defaults(func=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from gpufleet.devcluster.__main__ import parse_node, run
+    from gpufleet.devcluster.cluster import DEFAULT_CRD_DIR
+
+    try:
+        args.nodes = [parse_node(n) for n in args.nodes] if args.nodes else None
+    except argparse.ArgumentTypeError as exc:
+        print(f"error: {exc}")
+        return 2
+    if args.crds is None:
+        args.crds = DEFAULT_CRD_DIR
+    return run(args)
