@@ -16,10 +16,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from hypothesis import HealthCheck, settings
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the properties live in the tests package
+EXAMPLES = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
+os.environ["GPUFLEET_ECONOMICS_EXAMPLES"] = str(EXAMPLES)
 
 from tests.unit.economics import test_properties as props  # noqa: E402
 
@@ -33,16 +33,13 @@ PROPERTIES = [
 
 
 def main() -> int:
-    examples = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
+    examples = EXAMPLES
     results = {}
     failed = False
     for prop in PROPERTIES:
-        run = settings(
-            max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck)
-        )(prop)
         start = time.perf_counter()
         try:
-            run()
+            prop()
             outcome = "passed"
         except AssertionError as exc:  # a falsifying scenario: report it, keep going
             outcome = f"FAILED: {str(exc).splitlines()[0] if str(exc) else 'assertion'}"
