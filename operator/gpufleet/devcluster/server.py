@@ -163,7 +163,13 @@ class APIServer:
         verb, resource, ns, name = request.method.lower(), "", None, None
         try:
             if not parts or parts[0] not in ("api", "apis") or len(parts) <= (2 if parts[0] == "api" else 3):
-                return self._non_resource(parts)
+                # A non-resource URL (discovery, /version, health): counted by its path, as RBAC names it.
+                verb, resource = "get", "/" + "/".join(parts)
+                response = self._non_resource(parts)
+                self.requests.add(
+                    verb, resource, None, None, response.status, request.headers.get("User-Agent", "")
+                )
+                return response
             target = self._target(parts)
             ns, name = target.namespace, target.name
             resource = target.rtype.plural + (f"/{target.subresource}" if target.subresource else "")

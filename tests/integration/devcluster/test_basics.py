@@ -237,3 +237,12 @@ def test_malformed_parameters_are_400_not_500(api: client.ApiClient) -> None:
         headers={"Content-Type": "application/json"},
     )
     assert resp.status == 400
+
+
+def test_discovery_requests_are_counted_by_path(cluster: ThreadedCluster, api: client.ApiClient) -> None:
+    mark = cluster.call(cluster.requests.mark)
+    client.CoreV1Api(api).get_api_resources()
+    with pytest.raises(ApiException):
+        client.CustomObjectsApi(api).get_api_resources("kopf.dev", "v1")
+    assert cluster.call(cluster.requests.count, "get", "/api/v1", since=mark) == 1
+    assert [r.code for r in cluster.call(lambda: cluster.requests.records[mark:])] == [200, 404]
