@@ -47,8 +47,13 @@ def machine() -> dict[str, Any]:
             cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
     except OSError:
         pass
-    return {"platform": platform.platform(), "cpu": cpu, "cpus": os.cpu_count(), "python": platform.python_version(),
-            "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
+    return {
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
 def peak_rss_mib(pid: int) -> float | None:
@@ -72,62 +77,124 @@ def cpu_seconds(pid: int) -> float | None:
 
 
 def populate(cluster: Any, nodes: int, nodes_per_pool: int) -> None:
-    cluster.apply({"apiVersion": GROUP, "kind": "EngineRelease", "metadata": {"name": "engine-1-0-0"},
-                   "spec": {"version": "1.0.0", "image": IMAGE, "channel": "stable",
-                            "minDriverVersion": "550.54.15", "minCUDAVersion": "12.4", "engines": ["vllm"]}})
+    cluster.apply(
+        {
+            "apiVersion": GROUP,
+            "kind": "EngineRelease",
+            "metadata": {"name": "engine-1-0-0"},
+            "spec": {
+                "version": "1.0.0",
+                "image": IMAGE,
+                "channel": "stable",
+                "minDriverVersion": "550.54.15",
+                "minCUDAVersion": "12.4",
+                "engines": ["vllm"],
+            },
+        }
+    )
     pools = (nodes + nodes_per_pool - 1) // nodes_per_pool
     for p in range(pools):
-        cluster.apply({"apiVersion": GROUP, "kind": "OperatorPool", "metadata": {"name": f"pool-{p}", "namespace": NS},
-                       "spec": {"selfStake": "20000", "delegatedStake": "80000", "commissionBps": 500}})
+        cluster.apply(
+            {
+                "apiVersion": GROUP,
+                "kind": "OperatorPool",
+                "metadata": {"name": f"pool-{p}", "namespace": NS},
+                "spec": {"selfStake": "20000", "delegatedStake": "80000", "commissionBps": 500},
+            }
+        )
     for i in range(nodes):
-        cluster.apply({"apiVersion": GROUP, "kind": "InferenceNode",
-                       "metadata": {"name": f"box-{i}", "namespace": NS},
-                       "spec": {"poolRef": {"name": f"pool-{i // nodes_per_pool}"}, "nodeName": f"gpu-{i}",
-                                "models": [{"name": "meta-llama/Llama-3.1-8B-Instruct"}]}})
+        cluster.apply(
+            {
+                "apiVersion": GROUP,
+                "kind": "InferenceNode",
+                "metadata": {"name": f"box-{i}", "namespace": NS},
+                "spec": {
+                    "poolRef": {"name": f"pool-{i // nodes_per_pool}"},
+                    "nodeName": f"gpu-{i}",
+                    "models": [{"name": "meta-llama/Llama-3.1-8B-Instruct"}],
+                },
+            }
+        )
 
 
 def progress(cluster: Any, nodes: int, gpus: int, pools: int) -> dict[str, int]:
     """Counts on the cluster's own loop (the store is single-threaded)."""
     store = cluster.store
     pods = store.objects(store.resolve("", "v1", "pods"), NS)
-    ready = sum(1 for p in pods if any(c.get("type") == "Ready" and c.get("status") == "True"
-                                       for c in (p.get("status") or {}).get("conditions") or ()))
+    ready = sum(
+        1
+        for p in pods
+        if any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in (p.get("status") or {}).get("conditions") or ()
+        )
+    )
     inodes = store.objects(store.type_for(GROUP, "InferenceNode"), NS)
     done = sum(1 for o in inodes if (o.get("status") or {}).get("readyDevices") == gpus)
     # Every GPU is the same model, so each one's share is 1 / (GPUs in its pool), once re-shared.
     members: Counter[str] = Counter(o["spec"]["poolRef"]["name"] for o in inodes)
     shared = sum(
-        1 for o in inodes
-        if all(d.get("vramShare") == round(1 / (members[o["spec"]["poolRef"]["name"]] * gpus), 6)
-               for d in (o.get("status") or {}).get("devices") or [{}])
+        1
+        for o in inodes
+        if all(
+            d.get("vramShare") == round(1 / (members[o["spec"]["poolRef"]["name"]] * gpus), 6)
+            for d in (o.get("status") or {}).get("devices") or [{}]
+        )
     )
     pool_objs = store.objects(store.type_for(GROUP, "OperatorPool"), NS)
     pool_total = sum(int((o.get("status") or {}).get("readyDevices") or 0) for o in pool_objs)
-    return {"pods": len(pods), "ready_pods": ready, "ready_nodes": done, "shared_nodes": shared,
-            "pool_ready_devices": pool_total}
+    return {
+        "pods": len(pods),
+        "ready_pods": ready,
+        "ready_nodes": done,
+        "shared_nodes": shared,
+        "pool_ready_devices": pool_total,
+    }
 
 
-def run(nodes: int, gpus: int, nodes_per_pool: int, quiet_seconds: float, timeout: float,
-        workers: int, profile: str | None = None) -> dict[str, Any]:
-    profile = PROFILE_BY_GPUS.get(gpus)
-    if profile is None:
+def run(
+    nodes: int,
+    gpus: int,
+    nodes_per_pool: int,
+    quiet_seconds: float,
+    timeout: float,
+    workers: int,
+    profile: str | None = None,
+    indexes: str = "local",
+) -> dict[str, Any]:
+    hardware = PROFILE_BY_GPUS.get(gpus)
+    if hardware is None:
         raise SystemExit(f"--gpus must be one of {sorted(PROFILE_BY_GPUS)} (recorded profiles), got {gpus}")
-    specs = [NodeSpec(f"gpu-{i}", profile=profile) for i in range(nodes)]
+    specs = [NodeSpec(f"gpu-{i}", profile=hardware) for i in range(nodes)]
     pools = (nodes + nodes_per_pool - 1) // nodes_per_pool
     target = nodes * gpus
-    cluster = DevCluster(nodes=specs, namespaces=("default", NS), keep_history=False,
-                         kubelet_config=KubeletConfig(start_delay=0.5, ready_delay=0.5))
+    cluster = DevCluster(
+        nodes=specs,
+        namespaces=("default", NS),
+        keep_history=False,
+        kubelet_config=KubeletConfig(start_delay=0.5, ready_delay=0.5),
+    )
     with cluster.run_in_thread() as tc:
         tc.call(populate, tc.cluster, nodes, nodes_per_pool)
-        env = {**os.environ, "GPUFLEET_LIVENESS_ENDPOINT": "", "GPUFLEET_METRICS_PORT": "0",
-               "GPUFLEET_LOG_LEVEL": "WARNING", "GPUFLEET_WORKERS": str(workers)}
+        env = {
+            **os.environ,
+            "GPUFLEET_LIVENESS_ENDPOINT": "",
+            "GPUFLEET_METRICS_PORT": "0",
+            "GPUFLEET_LOG_LEVEL": "WARNING",
+            "GPUFLEET_WORKERS": str(workers),
+            "GPUFLEET_INDEXES": indexes,
+        }
         log = open(Path(tempfile.gettempdir()) / f"reconcile_fleet_{nodes}x{gpus}.log", "w")  # noqa: SIM115
         start_mark = tc.call(tc.requests.mark)
         emulator_cpu0 = sum(os.times()[:2])
         started = time.monotonic()
         prof = ["-m", "cProfile", "-o", profile] if profile else []
-        proc = subprocess.Popen([sys.executable, *prof, "-m", "gpufleet", "run", "--kubeconfig", str(tc.kubeconfig_path)],
-                                env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, *prof, "-m", "gpufleet", "run", "--kubeconfig", str(tc.kubeconfig_path)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         first_pod = None
         converged = None
         samples: list[tuple[float, dict[str, int]]] = []
@@ -140,8 +207,12 @@ def run(nodes: int, gpus: int, nodes_per_pool: int, quiet_seconds: float, timeou
                 samples.append((round(now, 2), state))
                 if first_pod is None and state["pods"]:
                     first_pod = now
-                if (state["ready_pods"] == target and state["ready_nodes"] == nodes
-                        and state["shared_nodes"] == nodes and state["pool_ready_devices"] == target):
+                if (
+                    state["ready_pods"] == target
+                    and state["ready_nodes"] == nodes
+                    and state["shared_nodes"] == nodes
+                    and state["pool_ready_devices"] == target
+                ):
                     converged = now
                     break
                 time.sleep(0.5)
@@ -173,6 +244,7 @@ def run(nodes: int, gpus: int, nodes_per_pool: int, quiet_seconds: float, timeou
         "pods": target,
         "pools": pools,
         "operator_workers": workers,
+        "operator_indexes": indexes,
         "kubelet": {"start_delay_s": 0.5, "ready_delay_s": 0.5},
         "converged": converged is not None,
         "seconds_to_converge": None if converged is None else round(converged, 2),
@@ -203,21 +275,33 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--workers", type=int, default=16, help="GPUFLEET_WORKERS of the operator")
     parser.add_argument("--json", action="store_true", help="print the full result as JSON")
+    parser.add_argument("--indexes", choices=["local", "kopf"], default="local", help="GPUFLEET_INDEXES")
     parser.add_argument("--profile", help="write a cProfile of the operator process to this file")
     args = parser.parse_args()
     if args.nodes <= 0:
         parser.error("--nodes must be positive")
-    result = run(args.nodes, args.gpus, args.nodes_per_pool, args.quiet_seconds, args.timeout, args.workers, args.profile)
+    result = run(
+        args.nodes,
+        args.gpus,
+        args.nodes_per_pool,
+        args.quiet_seconds,
+        args.timeout,
+        args.workers,
+        args.profile,
+        args.indexes,
+    )
     out = ROOT / "bench" / "results" / f"reconcile_fleet_{args.nodes}x{args.gpus}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"{args.nodes} nodes x {args.gpus} GPUs: converged={result['converged']} in "
-              f"{result['seconds_to_converge']} s, {result['api_requests_per_node']} requests/node, "
-              f"{result['writes_after_convergence']} writes after convergence, "
-              f"peak RSS {result['operator_peak_rss_mib']} MiB -> {out}")
+        print(
+            f"{args.nodes} nodes x {args.gpus} GPUs: converged={result['converged']} in "
+            f"{result['seconds_to_converge']} s, {result['api_requests_per_node']} requests/node, "
+            f"{result['writes_after_convergence']} writes after convergence, "
+            f"peak RSS {result['operator_peak_rss_mib']} MiB -> {out}"
+        )
     return 0 if result["converged"] and result["writes_after_convergence"] == 0 else 1
 
 

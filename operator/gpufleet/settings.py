@@ -84,7 +84,7 @@ class OperatorSettings(BaseSettings):
         description="Who watches engine pods: a lean built-in informer (direct) or a kopf index (kopf).",
     )
     indexes: Literal["local", "kopf"] = Field(
-        default="local",
+        default="kopf",
         description="In-memory indexes fed from kopf on-event handlers (local) or kept by @kopf.index.",
     )
     api_request_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0

@@ -244,6 +244,8 @@ def make_registry(reconciler: Reconciler, *, kubeconfig: str | None = None) -> k
             concurrency=settings.api_concurrency,
             timeout=settings.api_request_timeout_seconds,
         )
+        # Other controllers in this registry (rollouts) find the same caches here in both modes.
+        kwargs["memo"].gpufleet_caches = reconciler.caches
         if settings.indexes == "local":
             await prime(client)
         informer = None
