@@ -62,6 +62,7 @@ class PodState:
     started_at: str | None = None
     start_time: str = ""
     last_terminated: JsonObj | None = None
+    failure: tuple[str, str] | None = None  # admission rejection (reason, message): terminal
     ip: str = ""
     token: int = 0
     terminating: bool = False
@@ -325,15 +326,13 @@ class Kubelet:
             )
             if used + want > capacity:
                 st.stage = "failed"
-                st.log.append(f"admission rejected: {GPU} requested {want}, used {used}, capacity {capacity}")
-                self._write(
-                    st,
-                    failure=(
-                        f"OutOf{GPU}",
-                        f"Node didn't have enough resource: {GPU}, "
-                        f"requested: {want}, used: {used}, capacity: {capacity}",
-                    ),
+                st.failure = (
+                    f"OutOf{GPU}",
+                    f"Node didn't have enough resource: {GPU}, "
+                    f"requested: {want}, used: {used}, capacity: {capacity}",
                 )
+                st.log.append(f"admission rejected: {GPU} requested {want}, used {used}, capacity {capacity}")
+                self._write(st)
                 return None
         if meta.get("deletionTimestamp"):
             return st
@@ -455,13 +454,11 @@ class Kubelet:
 
     # ------------------------------------------------------------------------------------ status
 
-    def _write(
-        self, st: PodState, *, failure: tuple[str, str] | None = None, terminated: bool = False
-    ) -> None:
+    def _write(self, st: PodState, *, terminated: bool = False) -> None:
         node = self.nodes.get(st.node, {})
 
         def build(pod: JsonObj) -> JsonObj:
-            status = self._status(st, pod, node, failure=failure, terminated=terminated)
+            status = self._status(st, pod, node, failure=st.failure, terminated=terminated)
             return {**pod, "status": status}
 
         self.store.mutate(

@@ -155,6 +155,9 @@ def test_more_gpus_than_allocatable_fails_admission(core: client.CoreV1Api) -> N
     core.create_namespaced_pod("default", pod_body("two", node="gpu-1"))
     wait(lambda: core.read_namespaced_pod("two", "default").status.phase == "Failed")
     assert core.read_namespaced_pod("two", "default").status.reason == "OutOfnvidia.com/gpu"
+    core.patch_namespaced_pod("two", "default", {"metadata": {"labels": {"touched": "yes"}}})
+    time.sleep(0.05)
+    assert core.read_namespaced_pod("two", "default").status.phase == "Failed"  # terminal
 
 
 def test_deleting_a_bound_pod_is_graceful(cluster: ThreadedCluster, core: client.CoreV1Api) -> None:
