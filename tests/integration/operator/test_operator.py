@@ -234,3 +234,40 @@ async def test_self_heal_restart_stake_change_and_gc(cluster: DevCluster) -> Non
             within=10,
         )
         assert await quiet(cluster) == []
+
+
+async def test_gpus_disappearing_and_reappearing_scale_pods(cluster: DevCluster) -> None:
+    cluster.apply(pool("op-a"))
+    cluster.apply(inode("box", "op-a", "gpu-4090"))
+    nodes = cluster.store.resolve("", "v1", "nodes")
+
+    def set_gpus(count: int) -> None:
+        patch = {
+            "metadata": {"labels": {"nvidia.com/gpu.count": str(count)}},
+            "status": {
+                "capacity": {"nvidia.com/gpu": str(count)},
+                "allocatable": {"nvidia.com/gpu": str(count)},
+            },
+        }
+        cluster.store.patch(nodes, None, "gpu-4090", "merge", patch, actor="test")
+
+    def box_pods() -> list[str]:
+        return sorted(
+            p["metadata"]["name"] for p in engine_pods(cluster) if not p["metadata"].get("deletionTimestamp")
+        )
+
+    async with running_operator(cluster):
+        await cluster.wait_for(inode_settled(cluster, "box", 4, 4), within=20)
+        set_gpus(2)
+        await cluster.wait_for(lambda: box_pods() == ["box-gpu-0", "box-gpu-1"], within=10)
+        await cluster.wait_for(inode_settled(cluster, "box", 2, 2), within=10)
+        assert status_of(cluster, "InferenceNode", "box")["devices"][0]["effectiveStake"] == "50000"
+        set_gpus(4)
+        await cluster.wait_for(lambda: len(box_pods()) == 4, within=10)
+        await cluster.wait_for(inode_settled(cluster, "box", 4, 4), within=20)
+        await cluster.wait_for(
+            lambda: status_of(cluster, "InferenceNode", "box")["devices"][3]["effectiveStake"] == "25000",
+            within=10,
+        )
+        reasons = {e["reason"] for e in events(cluster, "box")}
+        assert "GPURemoved" in reasons
