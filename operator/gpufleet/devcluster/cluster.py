@@ -101,7 +101,7 @@ def node_object(spec: NodeSpec, report: JsonObj, index: int) -> JsonObj:
             ],
             "addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": spec.name}],
             "nodeInfo": {
-                "kubeletVersion": "v1.31.0-devcluster",
+                "kubeletVersion": "v1.36.0-devcluster",
                 "architecture": "amd64",
                 "operatingSystem": "linux",
                 "containerRuntimeVersion": "containerd://1.7.0",

@@ -27,6 +27,8 @@ class ResourceType:
     # Custom resources carry their CRD version schema (openAPIV3Schema) for validation.
     schema: JsonObj | None = field(default=None, compare=False, hash=False)
     crd: JsonObj | None = field(default=None, compare=False, hash=False)
+    # additionalPrinterColumns of a CRD version (what `kubectl get` shows as a Table).
+    columns: tuple[JsonObj, ...] = field(default=(), compare=False, hash=False)
     crd_name: str = ""
     categories: tuple[str, ...] = ()
     verbs: tuple[str, ...] = (
@@ -296,6 +298,7 @@ def types_from_crd(crd: JsonObj) -> list[ResourceType]:
                 merge_keys=_GENERIC_MERGE_KEYS,
                 schema=(ver.get("schema") or {}).get("openAPIV3Schema"),
                 crd=crd,
+                columns=tuple(ver.get("additionalPrinterColumns") or ()),
                 crd_name=expected_name,
                 categories=tuple(names.get("categories") or ()),
             )

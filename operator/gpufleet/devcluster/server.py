@@ -16,13 +16,14 @@ from gpufleet.devcluster.errors import APIError
 from gpufleet.devcluster.resources import JsonObj, ResourceType
 from gpufleet.devcluster.selectors import parse_field_selector, parse_label_selector
 from gpufleet.devcluster.store import Entry, Store, Watcher
+from gpufleet.devcluster.tables import table, wants_table
 
 logger = logging.getLogger(__name__)
 
 KUBERNETES_VERSION = {
     "major": "1",
-    "minor": "31",
-    "gitVersion": "v1.31.0-gpufleet-devcluster",
+    "minor": "36",
+    "gitVersion": "v1.36.0-gpufleet-devcluster",
     "gitCommit": "0000000000000000000000000000000000000000",
     "gitTreeState": "clean",
     "buildDate": "2026-01-01T00:00:00Z",
@@ -36,6 +37,7 @@ PATCH_TYPES = {
     "application/json-patch+json": "json",
     "application/strategic-merge-patch+json": "strategic",
 }
+UNSUPPORTED_BODIES = frozenset({"application/vnd.kubernetes.protobuf", "application/cbor"})
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 
 ProxyHandler = Callable[[web.Request, JsonObj, int | None, str], Awaitable[web.StreamResponse]]
@@ -175,6 +177,14 @@ class APIServer:
             resource = target.rtype.plural + (f"/{target.subresource}" if target.subresource else "")
             verb = self._verb(request, target)
             agent = request.headers.get("User-Agent", "")
+            if request.can_read_body and request.content_type in UNSUPPORTED_BODIES:
+                # protobuf/CBOR: client-go falls back to JSON on 415, like with a server lacking them.
+                raise APIError(
+                    415,
+                    "UnsupportedMediaType",
+                    f"the body of the request was in an unknown format ({request.content_type}) "
+                    "- accepted media types include: application/json, application/yaml",
+                )
             if verb == "watch":  # long-lived: count it when it starts
                 self.requests.add(verb, resource, ns, name, 200, agent)
                 return await self._dispatch(request, target, verb)
@@ -251,8 +261,74 @@ class APIServer:
             if body["resources"]:
                 return _json(body)
         if path == "/":
-            return _json({"paths": ["/api", "/api/v1", "/apis", "/healthz", "/version"]})
+            return _json({"paths": ["/api", "/api/v1", "/apis", "/healthz", "/openapi/v3", "/version"]})
+        if path == "/openapi/v3":
+            gvs = {(r.group, r.version) for r in self.store.types.values()}
+            return _json(
+                {
+                    "paths": {
+                        (f"apis/{g}/{v}" if g else f"api/{v}"): {
+                            "serverRelativeURL": f"/openapi/v3/{'apis/' + g if g else 'api'}/{v}"
+                        }
+                        for g, v in sorted(gvs)
+                    }
+                }
+            )
+        if path.startswith("/openapi/v3/"):
+            rest = parts[2:]
+            group, version = (
+                ("", rest[1])
+                if rest[:1] == ["api"] and len(rest) == 2
+                else ((rest[1], rest[2]) if rest[:1] == ["apis"] and len(rest) == 3 else ("?", "?"))
+            )
+            doc = self._openapi(group, version)
+            if doc["paths"]:
+                return _json(doc)
         raise APIError(404, "NotFound", "the server could not find the requested resource")
+
+    def _openapi(self, group: str, version: str) -> JsonObj:
+        """A minimal OpenAPI v3 document for one group/version: enough for kubectl to see that PATCH
+        takes `fieldValidation` (so `kubectl apply` validates server side instead of downloading
+        schemas); it describes operations, not object schemas."""
+        param = {"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": True}}
+        paths: JsonObj = {}
+        for rtype in self.store.types.values():
+            if rtype.group != group or rtype.version != version:
+                continue
+            prefix = f"/apis/{group}/{version}" if group else f"/api/{version}"
+            ns = "/namespaces/{namespace}" if rtype.namespaced else ""
+            gvk = {"group": group, "version": version, "kind": rtype.kind}
+            paths[f"{prefix}{ns}/{rtype.plural}/{{name}}"] = {
+                "patch": {
+                    "x-kubernetes-action": "patch",
+                    "x-kubernetes-group-version-kind": gvk,
+                    "parameters": [param],
+                    "responses": {"200": {"description": "OK"}},
+                },
+                "put": {
+                    "x-kubernetes-action": "put",
+                    "x-kubernetes-group-version-kind": gvk,
+                    "parameters": [param],
+                    "responses": {"200": {"description": "OK"}},
+                },
+            }
+            paths[f"{prefix}{ns}/{rtype.plural}"] = {
+                "post": {
+                    "x-kubernetes-action": "post",
+                    "x-kubernetes-group-version-kind": gvk,
+                    "parameters": [param],
+                    "responses": {"201": {"description": "Created"}},
+                },
+            }
+        return {
+            "openapi": "3.0.0",
+            "info": {
+                "title": "Kubernetes (gpufleet devcluster)",
+                "version": KUBERNETES_VERSION["gitVersion"],
+            },
+            "paths": paths,
+            "components": {"schemas": {}},
+        }
 
     def _groups(self) -> list[JsonObj]:
         versions: dict[str, list[str]] = {}
@@ -346,6 +422,8 @@ class APIServer:
                 result = store.list_entries(
                     rtype, t.namespace, labels, fields, limit=limit, continue_token=q.get("continue")
                 )
+                if wants_table(request.headers.get("Accept", "")):
+                    return _json(table(rtype, [e.obj for e in result.items], str(result.resource_version)))
                 return self._list_response(
                     rtype, result.items, result.resource_version, result.continue_token, result.remaining
                 )
@@ -354,7 +432,10 @@ class APIServer:
                 return _raw(entry.raw, 201)
             raise APIError(405, "MethodNotAllowed", f"{request.method} is not allowed on a collection")
         if verb == "get":
-            return _raw(store.get(rtype, t.namespace, t.name).raw)
+            entry = store.get(rtype, t.namespace, t.name)
+            if wants_table(request.headers.get("Accept", "")):
+                return _json(table(rtype, [entry.obj], entry.obj["metadata"]["resourceVersion"]))
+            return _raw(entry.raw)
         if verb == "update":
             entry = store.update(rtype, t.namespace, t.name, await request.json(), subresource=t.subresource)
             return _raw(entry.raw)
@@ -422,6 +503,8 @@ class APIServer:
         timeout = float(q["timeoutSeconds"]) if q.get("timeoutSeconds") else None
         deadline = time.monotonic() + timeout if timeout is not None else None
         kind, api_version = t.rtype.kind, t.rtype.api_version
+        as_table = wants_table(request.headers.get("Accept", ""))
+        headers_sent = False
         initial_end_pending = bookmarks and send_initial is True
         try:
             while not watcher.closed:
@@ -433,7 +516,19 @@ class APIServer:
                     wait = min(wait, deadline - now) if wait is not None else deadline - now
                 await watcher.wait(wait)
                 items = watcher.drain()
-                if items:
+                if items and as_table:  # kubectl get -w: each event carries a one-row Table
+                    lines = []
+                    for kind_, entry in items:
+                        tbl = table(
+                            t.rtype,
+                            [entry.obj],
+                            entry.obj["metadata"]["resourceVersion"],
+                            headers=not headers_sent,
+                        )
+                        headers_sent = True
+                        lines.append(json.dumps({"type": kind_, "object": tbl}).encode() + b"\n")
+                    await response.write(b"".join(lines))
+                elif items:
                     await response.write(
                         b"".join(
                             b'{"type":"' + kind_.encode() + b'","object":' + entry.raw + b"}\n"

@@ -246,3 +246,46 @@ def test_discovery_requests_are_counted_by_path(cluster: ThreadedCluster, api: c
         client.CustomObjectsApi(api).get_api_resources("kopf.dev", "v1")
     assert cluster.call(cluster.requests.count, "get", "/api/v1", since=mark) == 1
     assert [r.code for r in cluster.call(lambda: cluster.requests.records[mark:])] == [200, 404]
+
+
+TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+
+
+def test_kubectl_style_table_requests(api: client.ApiClient, core: client.CoreV1Api) -> None:
+    # kubectl get asks for meta.k8s.io/v1 Tables; nodes show the GPU product as a wide column.
+    http, host = api.rest_client.pool_manager, api.configuration.host
+    resp = http.request("GET", f"{host}/api/v1/nodes", headers={"Accept": TABLE})
+    body = json.loads(resp.data)
+    assert body["kind"] == "Table"
+    assert [r["cells"][0] for r in body["rows"]] == ["gpu-0", "gpu-1"]
+    assert body["rows"][0]["cells"][1] == "Ready"
+    resp = http.request("GET", f"{host}/api/v1/nodes/gpu-1", headers={"Accept": TABLE})
+    assert json.loads(resp.data)["rows"][0]["cells"][5] == "NVIDIA-L4"
+    resp = http.request("GET", f"{host}/api/v1/nodes", headers={"Accept": "application/json"})
+    assert json.loads(resp.data)["kind"] == "NodeList"
+
+
+def test_openapi_v3_advertises_server_side_field_validation(api: client.ApiClient) -> None:
+    # kubectl apply checks /openapi/v3 for PATCH's fieldValidation parameter before validating server side.
+    http, host = api.rest_client.pool_manager, api.configuration.host
+    root = json.loads(http.request("GET", f"{host}/openapi/v3").data)
+    url = root["paths"]["apis/gpufleet.io/v1alpha1"]["serverRelativeURL"]
+    doc = json.loads(http.request("GET", f"{host}{url}").data)
+    op = doc["paths"]["/apis/gpufleet.io/v1alpha1/namespaces/{namespace}/inferencenodes/{name}"]["patch"]
+    assert op["x-kubernetes-group-version-kind"] == {
+        "group": "gpufleet.io",
+        "version": "v1alpha1",
+        "kind": "InferenceNode",
+    }
+    assert {"name": "fieldValidation", "in": "query"}.items() <= op["parameters"][0].items()
+    assert http.request("GET", f"{host}/openapi/v3/apis/nope/v1").status == 404
+
+
+def test_protobuf_bodies_are_415(api: client.ApiClient) -> None:
+    resp = api.rest_client.pool_manager.request(
+        "POST",
+        f"{api.configuration.host}/api/v1/namespaces",
+        body=b"k8s\x00...",
+        headers={"Content-Type": "application/vnd.kubernetes.protobuf"},
+    )
+    assert resp.status == 415
