@@ -352,6 +352,11 @@ class RolloutController:
         pool = (key[0], pool_name)
         lock = self._pool_locks.setdefault(pool, asyncio.Lock())
         async with lock:
+            # Read again under the lock: a body captured before waiting may predate our last write.
+            body = _first(self.caches.inodes.get(key))
+            if body is None:
+                return
+            spec = body.get("spec") or {}
             status = self._status(key, body)
             pods = self._pods(key)
             node = node_state(spec, status, pods)
@@ -583,7 +588,7 @@ def install(
     managed = {LABEL_MANAGED_BY: MANAGED_BY}
 
     @kopf.index("v1", "pods", labels=managed, id="rollout_pods", registry=registry)
-    def rollout_pods(**kw: Any) -> dict[Any, Any] | None:
+    async def rollout_pods(**kw: Any) -> dict[Any, Any] | None:
         inode = kw["labels"].get(LABEL_INODE)
         return {(kw["namespace"], inode): _snapshot(kw["body"])} if inode else None
 
@@ -609,24 +614,24 @@ def install(
         await ctl.stop()
 
     @kopf.on.event(*inodes, id="rollout_inode_event", registry=registry)
-    def rollout_inode_event(**kw: Any) -> None:
+    async def rollout_inode_event(**kw: Any) -> None:
         ctl.inode_changed(kw["namespace"], kw["name"], deleted=kw["type"] == "DELETED")
 
     @kopf.on.event("v1", "pods", labels=managed, id="rollout_pod_event", registry=registry)
-    def rollout_pod_event(**kw: Any) -> None:
+    async def rollout_pod_event(**kw: Any) -> None:
         inode = str(kw["labels"].get(LABEL_INODE) or "")
         ctl.pod_changed(kw["namespace"], inode, kw["body"], deleted=kw["type"] == "DELETED")
 
     @kopf.on.event(API_GROUP, API_VERSION, "enginereleases", id="rollout_release_event", registry=registry)
-    def rollout_release_event(**kw: Any) -> None:
+    async def rollout_release_event(**kw: Any) -> None:
         ctl.releases_changed(kw["name"])
 
     @kopf.on.event(API_GROUP, API_VERSION, "operatorpools", id="rollout_pool_event", registry=registry)
-    def rollout_pool_event(**kw: Any) -> None:
+    async def rollout_pool_event(**kw: Any) -> None:
         ctl.pool_changed(kw["namespace"], kw["name"])
 
     @kopf.on.event("v1", "nodes", id="rollout_node_event", registry=registry)
-    def rollout_node_event(**kw: Any) -> None:
+    async def rollout_node_event(**kw: Any) -> None:
         ctl.node_changed(kw["name"], kw["labels"])
 
     return ctl
