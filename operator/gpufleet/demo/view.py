@@ -109,7 +109,12 @@ def events_panel(snapshot: JsonObj, *, last: int = 12) -> Panel:
     for e in snapshot["events"][-last:]:
         style = "red" if e["type"] == "Warning" else "dim"
         lines.append(
-            Text(f"{e['reason']:<22} {e['object']:<40} {e['message']}", style=style, overflow="ellipsis")
+            Text(
+                f"{e['reason']:<22} {e['object']:<40} {e['message']}",
+                style=style,
+                overflow="ellipsis",
+                no_wrap=True,
+            )
         )
     return Panel(Group(*lines) if lines else Text("(none yet)"), title="Events", expand=True)
 
