@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import bisect
+import contextlib
 import json
 import random
 import time
@@ -871,12 +872,27 @@ class Store:
         self._emit(bucket, "DELETED", gone, entry, actor)
         if bucket.rtype.plural == "customresourcedefinitions" and not bucket.rtype.namespaced:
             self.unregister_crd(final["metadata"]["name"])
-        self._collect_dependents(uid, "garbage-collector")
+        self._later(self._collect_dependents, uid, "garbage-collector")
         for ref in final["metadata"].get("ownerReferences") or []:
             self._finish_foreground(ref.get("uid"))
         if key[0]:
             self._maybe_finish_namespace(key[0])
         return gone
+
+    def _later(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run fn soon after the current write, like the garbage collector's background cascade (in
+        Kubernetes the owner is gone before its dependents); at once when no event loop runs."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            fn(*args)
+            return
+
+        def run() -> None:
+            with contextlib.suppress(APIError):  # something else removed or changed it meanwhile
+                fn(*args)
+
+        loop.call_soon(run)
 
     def _collect_dependents(self, owner_uid: str, actor: str, *, force: bool = False) -> None:
         """Background cascade: dependents whose owners are all gone are deleted."""
