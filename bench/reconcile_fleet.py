@@ -190,7 +190,16 @@ def run(
         started = time.monotonic()
         prof = ["-m", "cProfile", "-o", profile] if profile else []
         proc = subprocess.Popen(
-            [sys.executable, *prof, "-m", "gpufleet", "run", "--kubeconfig", str(tc.kubeconfig_path)],
+            [
+                sys.executable,
+                *prof,
+                "-m",
+                "gpufleet",
+                "run",
+                "--core-only",
+                "--kubeconfig",
+                str(tc.kubeconfig_path),
+            ],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -25,6 +25,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--liveness", help="liveness endpoint URL, e.g. http://0.0.0.0:8081/healthz")
     parser.add_argument("--metrics-port", type=int, help="Prometheus /metrics port (0 disables)")
+    parser.add_argument(
+        "--core-only",
+        action="store_true",
+        help="run the core reconciler without the rollout controller (benchmarks)",
+    )
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     parser.set_defaults(func=handle)
 
@@ -61,8 +66,12 @@ def handle(args: argparse.Namespace) -> int:
     METRICS.set_build_info(__version__)
     if settings.metrics_port:
         METRICS.serve(settings.metrics_port)
-    reconciler = Reconciler(settings)
-    registry = make_registry(reconciler, kubeconfig=kubeconfig)
+    if args.core_only:
+        registry = make_registry(Reconciler(settings), kubeconfig=kubeconfig)
+    else:
+        from gpufleet.controllers.runtime import build_operator
+
+        registry = build_operator(settings, kubeconfig=kubeconfig).registry
     namespaces = settings.namespaces
     kopf.run(
         registry=registry,
