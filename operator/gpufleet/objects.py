@@ -264,6 +264,8 @@ class PodView:
     conditions: tuple[Mapping[str, Any], ...] = ()
     owner_uid: str | None = None
     resource_version: str = ""
+    restarts: int = 0  # summed over containers (crash-loop detection)
+    waiting_reason: str | None = None  # e.g. CrashLoopBackOff, ImagePullBackOff
 
     @classmethod
     def from_body(cls, body: Body) -> PodView:
@@ -302,6 +304,10 @@ class PodView:
             conditions=conds,
             owner_uid=owner,
             resource_version=str(meta.get("resourceVersion") or ""),
+            restarts=sum(int(s.get("restartCount") or 0) for s in statuses),
+            waiting_reason=next(
+                ((s.get("state") or {}).get("waiting", {}).get("reason") for s in statuses
+                 if (s.get("state") or {}).get("waiting")), None),
         )
 
     @property

@@ -69,3 +69,27 @@ def test_channel_picks_newest_and_pin_wins() -> None:
     assert semver_key("1.0.0-rc.1") < semver_key("1.0.0")
     with pytest.raises(ValueError, match="semantic version"):
         semver_key("1.0")
+
+
+def test_pod_view_reads_restarts_and_waiting_reason() -> None:
+    from gpufleet.objects import PodView
+
+    body = {
+        "metadata": {"name": "p", "namespace": "fleet", "labels": {"gpufleet.io/device-index": "3"}},
+        "spec": {"containers": [{"name": "engine", "image": "img"}]},
+        "status": {
+            "phase": "Running",
+            "containerStatuses": [
+                {
+                    "name": "engine",
+                    "ready": False,
+                    "restartCount": 4,
+                    "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                }
+            ],
+        },
+    }
+    view = PodView.from_body(body)
+    assert (view.device_index, view.restarts, view.waiting_reason) == (3, 4, "CrashLoopBackOff")
+    assert view.running
+    assert not view.container_ready
