@@ -7,6 +7,7 @@ A scenario is a mapping::
     settings: {delegator_unstake_delay_seconds: 86400, enforce_emission_schedule: false}
     mint: {alice: "2000", sam: "100"}           # genesis INT
     mint_usdc: {router: "50"}                   # genesis USDC
+    points: {weights: {llama-3.1-8b: "1"}}      # off-chain points weights per model
     steps:
       - {at: 0, op: create_pool, pool: alice-pool, admin: alice, reward_commission_bps: 500}
       - {op: stake, owner: alice, pool: alice-pool, amount: "1000"}
@@ -31,6 +32,7 @@ from gpufleet.economics.distribution import PoolActivity, split_emission
 from gpufleet.economics.emissions import expected_reward_emissions
 from gpufleet.economics.errors import EconomicsError, InvalidInput
 from gpufleet.economics.ledger import UNSET, Ledger, settings_from_mapping
+from gpufleet.economics.points import PointsLedger, format_points
 from gpufleet.economics.units import (
     INT_DECIMALS,
     USDC_DECIMALS,
@@ -68,6 +70,15 @@ class Scenario:
     mint: dict[str, Any]
     mint_usdc: dict[str, Any]
     steps: list[dict[str, Any]]
+    #: ``{weights: {model: "1.5"}, default: "1"}`` for the off-chain points ledger.
+    points: dict[str, Any] = field(default_factory=dict)
+    _points_ledger: PointsLedger | None = field(default=None, repr=False)
+
+    @property
+    def points_ledger(self) -> PointsLedger:
+        if self._points_ledger is None:
+            raise InvalidInput("points operations need a replay in progress")
+        return self._points_ledger
 
     def tokens(self, value: Any, what: str) -> int:
         if self.base_units:
@@ -106,7 +117,7 @@ def load_scenario(path: str | Path) -> Scenario:
 def parse_scenario(data: Any, *, source: str = "<scenario>") -> Scenario:
     if not isinstance(data, Mapping):
         raise InvalidInput(f"{source}: a scenario is a mapping with 'steps', got {type(data).__name__}")
-    allowed = {"description", "units", "settings", "mint", "mint_usdc", "steps"}
+    allowed = {"description", "units", "settings", "mint", "mint_usdc", "points", "steps"}
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise InvalidInput(f"{source}: unknown top-level key(s) {unknown}; allowed: {sorted(allowed)}")
@@ -121,7 +132,7 @@ def parse_scenario(data: Any, *, source: str = "<scenario>") -> Scenario:
             raise InvalidInput(f"{source}: step {i} must be a mapping with an 'op'")
         if step["op"] not in OPERATIONS:
             raise InvalidInput(f"{source}: step {i}: unknown op {step['op']!r}; known: {sorted(OPERATIONS)}")
-    for key in ("settings", "mint", "mint_usdc"):
+    for key in ("settings", "mint", "mint_usdc", "points"):
         if not isinstance(data.get(key, {}), Mapping):
             raise InvalidInput(f"{source}: {key!r} must be a mapping")
     return Scenario(
@@ -131,6 +142,7 @@ def parse_scenario(data: Any, *, source: str = "<scenario>") -> Scenario:
         mint=dict(data.get("mint", {})),
         mint_usdc=dict(data.get("mint_usdc", {})),
         steps=[dict(s) for s in steps],
+        points=dict(data.get("points", {})),
     )
 
 
@@ -323,6 +335,26 @@ def _op_advance(ledger: Ledger, sc: Scenario, a: dict[str, Any]) -> Any:
     return None
 
 
+def _op_record_work(ledger: Ledger, sc: Scenario, a: dict[str, Any]) -> Any:
+    ev = sc.points_ledger.record_work(
+        _req(a, "operator", "record_work"),
+        _req(a, "model", "record_work"),
+        _base(_req(a, "tokens", "record_work"), "tokens"),
+        ledger.now,
+    )
+    return {"points": format_points(ev.micro_points)}
+
+
+def _op_award_bonus(ledger: Ledger, sc: Scenario, a: dict[str, Any]) -> Any:
+    ev = sc.points_ledger.award_bonus(
+        _req(a, "operator", "award_bonus"),
+        _req(a, "points", "award_bonus"),
+        str(_req(a, "reason", "award_bonus")),
+        ledger.now,
+    )
+    return {"points": format_points(ev.micro_points)}
+
+
 OPERATIONS: dict[str, Op] = {
     "create_pool": _op_create_pool,
     "update_pool": _op_update_pool,
@@ -344,6 +376,8 @@ OPERATIONS: dict[str, Op] = {
     "update_settings": _op_settings,
     "mint": _op_mint,
     "advance": _op_advance,
+    "record_work": _op_record_work,
+    "award_bonus": _op_award_bonus,
 }
 
 
@@ -363,6 +397,10 @@ def new_ledger(sc: Scenario) -> Ledger:
 def replay(sc: Scenario) -> tuple[Ledger, list[StepResult]]:
     """Apply every step; refusals are recorded, not raised (malformed steps do raise)."""
     ledger = new_ledger(sc)
+    weights = sc.points.get("weights", {})
+    if not isinstance(weights, Mapping):
+        raise InvalidInput("points.weights must map model names to decimal weights")
+    sc._points_ledger = PointsLedger.from_weights(dict(weights), sc.points.get("default"))
     results: list[StepResult] = []
     for i, step in enumerate(sc.steps, 1):
         args = {k: v for k, v in step.items() if k not in ("op", "at", "expect_error", "note")}
@@ -380,6 +418,10 @@ def replay(sc: Scenario) -> tuple[Ledger, list[StepResult]]:
             res.error_code = exc.code
             res.error_message = exc.message
         res.snapshot = ledger.snapshot()
+        if sc.points_ledger.events:
+            res.snapshot["points"] = {
+                op: format_points(total) for op, total in sc.points_ledger.leaderboard()
+            }
         results.append(res)
     return ledger, results
 
@@ -433,6 +475,10 @@ def render_text(sc: Scenario, results: list[StepResult]) -> str:
             for h, w in r.snapshot["wallets"].items()
         )
         lines.append(f"     wallets: {wallets}")
+        if "points" in r.snapshot:
+            lines.append(
+                "     points: " + ", ".join(f"{op} {pts}" for op, pts in r.snapshot["points"].items())
+            )
     failures = [r for r in results if not r.as_expected]
     lines.append(f"# {len(results)} steps, {len(failures)} unexpected")
     return "\n".join(lines)

@@ -89,3 +89,19 @@ def test_emissions_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["economics", "emissions", "1", "1501"]) == 0
     assert capsys.readouterr().out.splitlines() == ["epoch 1: 1666666.666666667 INT", "epoch 1501: 0 INT"]
     assert main(["economics", "emissions", "0"]) == 1
+
+
+def test_points_steps_accrue_per_operator() -> None:
+    sc = parse_scenario(
+        {
+            "points": {"weights": {"m": "2.5"}},
+            "steps": [
+                {"at": 5, "op": "record_work", "operator": "ann", "model": "m", "tokens": 4},
+                {"at": 6, "op": "award_bonus", "operator": "bob", "points": "1.5", "reason": "docs"},
+            ],
+        }
+    )
+    _, results = replay(sc)
+    assert results[-1].snapshot["points"] == {"ann": "10", "bob": "1.5"}
+    with pytest.raises(InvalidInput, match="no points weight"):
+        replay(parse_scenario({"steps": [{"op": "record_work", "operator": "a", "model": "x", "tokens": 1}]}))
