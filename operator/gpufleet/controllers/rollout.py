@@ -139,6 +139,10 @@ class RolloutController:
         self._errors: dict[Hashable, int] = {}
         self.stats: dict[str, int] = {}
         self._node_labels: dict[str, tuple[tuple[str, str], ...]] = {}
+        # Per node: (devices, unavailable-or-reserved devices), recomputed only after a change.
+        self._down: dict[Key, tuple[int, int]] = {}
+        self._down_dirty: set[Key] = set()
+        self._views: dict[str, tuple[str, PodView | None]] = {}  # pod uid -> (resourceVersion, view)
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -172,6 +176,7 @@ class RolloutController:
 
     def inode_changed(self, namespace: str, name: str, deleted: bool) -> None:
         key = (namespace, name)
+        self._down_dirty.add(key)
         if deleted:
             self._written.pop(key, None)
             METRICS.forget_inference_node(namespace, name)
@@ -179,8 +184,11 @@ class RolloutController:
 
     def pod_changed(self, namespace: str, inode: str, body: Body, deleted: bool) -> None:
         uid = str((body.get("metadata") or {}).get("uid") or "")
+        if inode:
+            self._down_dirty.add((namespace, inode))
         if deleted:
             self._ready_seen.pop(uid, None)
+            self._views.pop(uid, None)
         elif uid:
             view = pod_view(body)
             if view is not None and not view.ready:
@@ -299,9 +307,17 @@ class RolloutController:
     def _pods(self, key: Key) -> list[PodView]:
         out = []
         for body in self.caches.pods.get(key, ()):
-            uid = str((body.get("metadata") or {}).get("uid") or "")
+            meta = body.get("metadata") or {}
+            uid = str(meta.get("uid") or "")
             seen = self._ready_seen.get(uid)
-            view = pod_view(body, first_seen_ready=seen)
+            rv = f"{meta.get('resourceVersion')}/{seen}"
+            memo = self._views.get(uid)
+            if memo is not None and memo[0] == rv:
+                view = memo[1]
+            else:
+                view = pod_view(body, first_seen_ready=seen)
+                if uid:
+                    self._views[uid] = (rv, view)
             if view is None:
                 continue
             if view.ready and uid and uid not in self._ready_seen:
@@ -320,6 +336,22 @@ class RolloutController:
                 members.append(key)
         return members
 
+    def _node_down(self, key: Key) -> tuple[int, int]:
+        """(devices, unavailable or reserved) of a node, recomputed only after one of its events."""
+        cached = self._down.get(key)
+        if cached is not None and key not in self._down_dirty:
+            return cached
+        self._down_dirty.discard(key)
+        body = _first(self.caches.inodes.get(key))
+        if body is None:
+            self._down.pop(key, None)
+            return (0, 0)
+        pods = self._pods(key)
+        state = node_state(body.get("spec") or {}, self._status(key, body), pods)
+        value = (len(state.devices), len(node_unavailable(state.devices, pods, state.rollout)))
+        self._down[key] = value
+        return value
+
     def _pool_capacity(self, pool: Key, me: Key, my_devices: int) -> PoolCapacity:
         pool_body = _first(self.caches.pools.get(pool))
         total = my_devices
@@ -327,14 +359,9 @@ class RolloutController:
         for key in self._pool_members(pool):
             if key == me:
                 continue
-            body = _first(self.caches.inodes.get(key))
-            if body is None:
-                continue
-            status = self._status(key, body)
-            pods = self._pods(key)
-            state = node_state(body.get("spec") or {}, status, pods)
-            total += len(state.devices)
-            elsewhere += len(node_unavailable(state.devices, pods, state.rollout))
+            devices, down = self._node_down(key)
+            total += devices
+            elsewhere += down
         spec = (pool_body or {}).get("spec") or {}
         return PoolCapacity(total, pool_max_unavailable(spec), elsewhere)
 
@@ -369,6 +396,9 @@ class RolloutController:
             )
             before = len(node_unavailable(node.devices, pods, node.rollout))
             await self._write(key, body, status, node, plan, selection)
+            # What other nodes of the pool count for this one from now on (reservations included).
+            self._down[key] = (len(node.devices), len(plan.unavailable_devices))
+            self._down_dirty.discard(key)
         if plan.rollout.reason == "WaitingForCapacity":
             self._waiting.setdefault(pool, set()).add(key)
         if len(plan.unavailable_devices) < before or plan.rollout.phase in (
