@@ -46,7 +46,8 @@ async def running_operator(
         kopf.operator(
             registry=registry,
             settings=kopf_settings(settings),
-            clusterwide=True,
+            clusterwide=not settings.namespaces,
+            namespaces=settings.namespaces,
             standalone=True,
             stop_flag=stop,
             ready_flag=ready,

@@ -271,3 +271,17 @@ async def test_gpus_disappearing_and_reappearing_scale_pods(cluster: DevCluster)
         )
         reasons = {e["reason"] for e in events(cluster, "box")}
         assert "GPURemoved" in reasons
+
+
+async def test_namespaced_mode_with_local_indexes_ignores_other_namespaces(cluster: DevCluster) -> None:
+    cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "elsewhere"}})
+    cluster.apply(pool("op-a"))
+    cluster.apply(inode("box", "op-a", "gpu-a100"))
+    other = inode("foreign", "op-a", "gpu-4090")
+    other["metadata"]["namespace"] = "elsewhere"
+    cluster.apply(other)
+    async with running_operator(cluster, fast_settings(namespace=NS, indexes="local")):
+        await cluster.wait_for(inode_settled(cluster, "box", 1, 1), within=20)
+        assert status_of(cluster, "InferenceNode", "box")["devices"][0]["effectiveStake"] == "100000"
+        assert cluster.pods("elsewhere") == []
+        assert await quiet(cluster) == []
