@@ -21,6 +21,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=Path("docs/crd-reference.md"),
         help="CRD reference page (default: docs/crd-reference.md); '-' to skip",
     )
+    parser.add_argument(
+        "--chart",
+        type=Path,
+        default=Path("charts/gpufleet/crds"),
+        help="the Helm chart's copy of the CRDs, kept identical (default: charts/gpufleet/crds); '-' to skip",
+    )
     parser.add_argument("--check", action="store_true", help="only check that the files are current")
     parser.set_defaults(func=run)
 
@@ -29,8 +35,11 @@ def run(args: argparse.Namespace) -> int:
     from gpufleet.api import crdgen, docgen
 
     docs: Path | None = None if str(args.docs) == "-" else args.docs
+    chart: Path | None = None if str(args.chart) == "-" else args.chart
     if args.check:
         problems = crdgen.check(args.out)
+        if chart is not None:
+            problems += crdgen.check(chart)
         if docs is not None:
             if not docs.exists():
                 problems.append(f"{docs}: missing")
@@ -45,6 +54,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     for path in crdgen.write(args.out):
         print(f"wrote {path}")
+    if chart is not None:
+        for path in crdgen.write(chart):
+            print(f"wrote {path}")
     if docs is not None:
         docs.parent.mkdir(parents=True, exist_ok=True)
         docs.write_text(docgen.render_reference())

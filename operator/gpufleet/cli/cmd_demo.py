@@ -53,10 +53,16 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(default_scenario_text())
         return 0
     err = Console(stderr=True)
+    from gpufleet.devcluster.requirements import missing_requirements
+
+    problem = missing_requirements()
+    if problem is not None:
+        err.print(f"error: {problem}", style="red", markup=False)
+        return 2
     try:
         scenario = load_scenario(args.scenario)
     except ScenarioError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        err.print(f"error: {exc}", style="red", markup=False)
         return 2
     logging.basicConfig(level=logging.ERROR)
     for noisy in ("kopf", "aiohttp", "gpufleet"):

@@ -7,6 +7,7 @@ emulator so that `gpufleet --help` stays fast.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -33,6 +34,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def handle(args: argparse.Namespace) -> int:
+    from gpufleet.devcluster.requirements import missing_requirements
+
+    problem = missing_requirements()
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     from gpufleet.devcluster.__main__ import parse_node, run
     from gpufleet.devcluster.cluster import DEFAULT_CRD_DIR
 

@@ -127,6 +127,13 @@ def load_crds(crd_dir: Path) -> list[JsonObj]:
     return crds
 
 
+def generated_crds() -> list[JsonObj]:
+    """The CRDs built from the API models (identical to crds/, which a test keeps in step)."""
+    from gpufleet.api import crdgen
+
+    return [crdgen.build_crd(kind) for kind in crdgen.all_kinds()]
+
+
 class DevCluster:
     """An emulated Kubernetes API server with simulated GPU nodes, kubelet and node agents.
 
@@ -207,8 +214,12 @@ class DevCluster:
             self.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}, actor="bootstrap")
         for crd_dir in self._crd_dirs:
             if crd_dir == DEFAULT_CRD_DIR and not crd_dir.is_dir():
-                continue  # installed without a source checkout: no crds/ next to the package
-            for crd in load_crds(crd_dir):
+                # Installed without a source checkout: no crds/ next to the package. The models
+                # are the source of the crds/ files, so generate the same CRDs from them.
+                crds = generated_crds()
+            else:
+                crds = load_crds(crd_dir)
+            for crd in crds:
                 self.apply(crd, actor="bootstrap")
         for spec in self._nodes:
             self.add_node(spec)
