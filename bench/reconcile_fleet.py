@@ -160,6 +160,7 @@ def run(
     workers: int,
     profile: str | None = None,
     indexes: str = "local",
+    full: bool = False,
 ) -> dict[str, Any]:
     hardware = PROFILE_BY_GPUS.get(gpus)
     if hardware is None:
@@ -254,6 +255,7 @@ def run(
         "pools": pools,
         "operator_workers": workers,
         "operator_indexes": indexes,
+        "operator": "core + rollouts" if full else "core (--core-only)",
         "kubelet": {"start_delay_s": 0.5, "ready_delay_s": 0.5},
         "converged": converged is not None,
         "seconds_to_converge": None if converged is None else round(converged, 2),
@@ -286,6 +288,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=16, help="GPUFLEET_WORKERS of the operator")
     parser.add_argument("--json", action="store_true", help="print the full result as JSON")
     parser.add_argument("--indexes", choices=["local", "kopf"], default="local", help="GPUFLEET_INDEXES")
+    parser.add_argument("--full", action="store_true", help="run the whole operator (core + rollouts)")
+    parser.add_argument("--out", help="result file (default bench/results/reconcile_fleet_<N>x<G>.json)")
     parser.add_argument("--profile", help="write a cProfile of the operator process to this file")
     args = parser.parse_args()
     if args.nodes <= 0:
@@ -299,8 +303,13 @@ def main() -> int:
         args.workers,
         args.profile,
         args.indexes,
+        args.full,
     )
-    out = ROOT / "bench" / "results" / f"reconcile_fleet_{args.nodes}x{args.gpus}.json"
+    out = (
+        Path(args.out)
+        if args.out
+        else ROOT / "bench" / "results" / f"reconcile_fleet_{args.nodes}x{args.gpus}.json"
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     if args.json:
