@@ -114,7 +114,7 @@ def build_pod(
     spec: dict[str, Any] = {
         "nodeName": inode.node_name,
         "restartPolicy": "Always",
-        "terminationGracePeriodSeconds": 60,
+        "terminationGracePeriodSeconds": settings.engine_termination_grace_seconds,
         "readinessGates": [{"conditionType": READY_GATE}],
         "affinity": {
             "nodeAffinity": {
@@ -135,7 +135,8 @@ def build_pod(
                 "name": ENGINE_CONTAINER,
                 "image": release.image,
                 "imagePullPolicy": "IfNotPresent",
-                "command": ["gpufleet-node", "run"],
+                # No command: the image's entrypoint (tini, then `gpufleet-node run`) reaps the
+                # engine's worker processes and forwards signals.
                 "env": _env(inode, device),
                 "ports": [
                     {"name": "status", "containerPort": agent, "protocol": "TCP"},

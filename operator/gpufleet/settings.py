@@ -52,6 +52,12 @@ class OperatorSettings(BaseSettings):
     )
     agent_port: Annotated[int, Field(gt=0, lt=65536)] = 8080
     engine_port: Annotated[int, Field(gt=0, lt=65536)] = 8000
+    engine_termination_grace_seconds: Annotated[int, Field(ge=30, le=3600)] = Field(
+        default=180,
+        description="terminationGracePeriodSeconds of engine pods. The node agent drains in-flight "
+        "requests on SIGTERM (5 s settle + up to 120 s drain + 30 s engine stop by default), so "
+        "keep this above that or the kubelet kills the engine mid-request.",
+    )
     service_account_name: str | None = Field(
         default=None, description="Service account for engine pods; unset uses the namespace default."
     )

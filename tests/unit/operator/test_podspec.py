@@ -73,3 +73,12 @@ def test_too_long_names_fail_clearly() -> None:
     body = inode_body("y" * 70)
     with pytest.raises(ValueError, match="label value"):
         build_pod(InodeView.from_body(body), PodDevice(index=0, routable=True), RELEASE, OperatorSettings())
+
+
+def test_engine_pod_leaves_time_to_drain_and_keeps_the_image_entrypoint() -> None:
+    body = inode_body("box1", pool="pool-a", node="node-7")
+    pod = build_pod(InodeView.from_body(body), PodDevice(index=0, routable=True), RELEASE, OperatorSettings())
+    spec = pod["spec"]
+    # The agent drains for up to 5 + 120 + 30 s by default; the kubelet must not kill it sooner.
+    assert spec["terminationGracePeriodSeconds"] >= 155
+    assert "command" not in spec["containers"][0]
