@@ -146,7 +146,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         settings = OperatorSettings(
             workers=16,
             readiness_recheck_seconds=0.1,
-            readiness_recheck_max_seconds=0.2,
+            readiness_recheck_max_seconds=0.1,
             event_batch_seconds=0.05,
             liveness_endpoint=None,
             metrics_port=0,
@@ -162,6 +162,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         stop = asyncio.Event()
         ks = kopf_settings(settings)
+        ks.batching.batch_window = args.batch_window
         operator = asyncio.create_task(
             kopf.operator(registry=registry, settings=ks, clusterwide=True, standalone=True, stop_flag=stop)
         )
@@ -230,6 +231,7 @@ def main() -> int:
     parser.add_argument("--pool-max-unavailable", default="25%")
     parser.add_argument("--pod-start", type=float, default=2.0, help="simulated pod start: create -> ready")
     parser.add_argument("--min-ready", type=int, default=3, help="minReadySeconds of every node")
+    parser.add_argument("--batch-window", type=float, default=0.1, help="kopf batching window (seconds)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--no-record", action="store_true", help="do not write bench/results/")
     args = parser.parse_args()

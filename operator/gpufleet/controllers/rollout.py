@@ -19,6 +19,7 @@ the same headroom.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable, Collection, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -80,6 +81,46 @@ def _rv(body: Body | None) -> int:
         return 0
 
 
+#: Condition types this controller writes (a change to them by anyone else must be looked at).
+OWN_CONDITIONS = ("Updating", "RolledBack", "ReleaseSkipped")
+
+
+def _signature(body: Body) -> str:
+    """What of an InferenceNode the rollout reads or writes; other status churn is not a reason to run."""
+    meta, status = body.get("metadata") or {}, body.get("status") or {}
+    conditions = [
+        (c.get("type"), c.get("status"), c.get("reason"), c.get("message"))
+        for c in status.get("conditions") or ()
+        if c.get("type") in OWN_CONDITIONS
+    ]
+    devices = sorted(
+        (d.get("index"), d.get("engine"), (d.get("validation") or {}).get("valid"))
+        for d in status.get("devices") or ()
+        if isinstance(d, Mapping)
+    )
+    return json.dumps(
+        [
+            meta.get("generation"),
+            meta.get("deletionTimestamp"),
+            body.get("spec"),
+            status.get("rollout"),
+            [status.get(k) for k in VERSION_KEYS],
+            conditions,
+            devices,
+        ],
+        sort_keys=True,
+        default=str,
+    )
+
+
+def _overlay(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Status fields as they read back once written (a merge patch drops the nulls)."""
+    out = dict(fields)
+    if isinstance(out.get("rollout"), Mapping):
+        out["rollout"] = {k: v for k, v in out["rollout"].items() if v is not None}
+    return out
+
+
 def _status_value(text: str) -> Status:
     if text == "True":
         return "True"
@@ -132,6 +173,9 @@ class RolloutController:
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
         self._written: dict[Key, _Written] = {}
+        self._inflight: dict[
+            Key, dict[str, Any]
+        ] = {}  # a status write on its way (decided, not yet sent back)
         self._release_written: dict[str, _Written] = {}
         self._pool_locks: dict[Key, asyncio.Lock] = {}
         self._waiting: dict[Key, set[Key]] = {}
@@ -143,6 +187,9 @@ class RolloutController:
         self._down: dict[Key, tuple[int, int]] = {}
         self._down_dirty: set[Key] = set()
         self._views: dict[str, tuple[str, PodView | None]] = {}  # pod uid -> (resourceVersion, view)
+        self._pool_of: dict[Key, Key] = {}
+        self._members: dict[Key, set[Key]] = {}
+        self._seen: dict[Key, str] = {}  # the last InferenceNode state a reconcile was queued for
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -174,12 +221,25 @@ class RolloutController:
 
     # --- event intake (cheap, synchronous) ------------------------------------------------
 
-    def inode_changed(self, namespace: str, name: str, deleted: bool) -> None:
+    def inode_changed(self, namespace: str, name: str, body: Body | None, deleted: bool) -> None:
         key = (namespace, name)
         self._down_dirty.add(key)
-        if deleted:
+        old_pool = self._pool_of.pop(key, None)
+        if old_pool is not None:
+            self._members.get(old_pool, set()).discard(key)
+        if deleted or body is None:
             self._written.pop(key, None)
+            self._seen.pop(key, None)
             METRICS.forget_inference_node(namespace, name)
+            self.queue.add(("inode", namespace, name))
+            return
+        pool = (namespace, str(((body.get("spec") or {}).get("poolRef") or {}).get("name") or ""))
+        self._pool_of[key] = pool
+        self._members.setdefault(pool, set()).add(key)
+        signature = _signature(body)
+        if self._seen.get(key) == signature:
+            return  # the echo of our own write, or a change to fields the rollout does not read
+        self._seen[key] = signature
         self.queue.add(("inode", namespace, name))
 
     def pod_changed(self, namespace: str, inode: str, body: Body, deleted: bool) -> None:
@@ -280,6 +340,7 @@ class RolloutController:
                 del self._written[key]
             else:
                 status.update(written.fields)
+        status.update(self._inflight.get(key) or {})
         return status
 
     def _release_status(self, name: str, body: Body) -> dict[str, Any]:
@@ -327,14 +388,12 @@ class RolloutController:
         return out
 
     def _pool_members(self, pool: Key) -> list[Key]:
-        members = []
-        for key, bodies in list(self.caches.inodes.items()):
-            body = _first(bodies)
-            if body is None or key[0] != pool[0]:
-                continue
-            if ((body.get("spec") or {}).get("poolRef") or {}).get("name") == pool[1]:
-                members.append(key)
-        return members
+        if not self._members and self.caches.inodes:
+            for key, bodies in list(self.caches.inodes.items()):  # before any event (tests, restarts)
+                body = _first(bodies)
+                if body is not None:
+                    self.inode_changed(key[0], key[1], body, deleted=False)
+        return list(self._members.get(pool, ()))
 
     def _node_down(self, key: Key) -> tuple[int, int]:
         """(devices, unavailable or reserved) of a node, recomputed only after one of its events."""
@@ -395,10 +454,15 @@ class RolloutController:
                 node, pods, capacity, target=selection.target, active_release=active, now=self.now()
             )
             before = len(node_unavailable(node.devices, pods, node.rollout))
-            await self._write(key, body, status, node, plan, selection)
+            fields = self._fields(body, status, node, plan, selection)
+            if fields:
+                self._inflight[key] = _overlay(fields)
             # What other nodes of the pool count for this one from now on (reservations included).
+            # Recorded before the lock is released; the write itself need not hold up the pool.
             self._down[key] = (len(node.devices), len(plan.unavailable_devices))
             self._down_dirty.discard(key)
+        if fields:
+            await self._send(key, fields)
         if plan.rollout.reason == "WaitingForCapacity":
             self._waiting.setdefault(pool, set()).add(key)
         if len(plan.unavailable_devices) < before or plan.rollout.phase in (
@@ -451,10 +515,10 @@ class RolloutController:
         except ValueError as exc:
             return Selection(None, (), "InvalidReleaseSelector", str(exc))
 
-    async def _write(
-        self, key: Key, body: Body, status: dict[str, Any], node: NodeState, plan: Plan, selection: Selection
-    ) -> None:
-        """Write the record first; pods are only touched after this succeeded."""
+    def _fields(
+        self, body: Body, status: dict[str, Any], node: NodeState, plan: Plan, selection: Selection
+    ) -> dict[str, Any]:
+        """The status fields that change: the record, the versions, our three conditions."""
         fields: dict[str, Any] = {}
         if plan.rollout != node.rollout:
             # Every field, nulls included: a merge patch removes keys only when told to.
@@ -481,16 +545,23 @@ class RolloutController:
             )
         if conditions != list(status.get("conditions") or ()):
             fields["conditions"] = conditions
-        if not fields:
-            return
-        result = await self._client().patch_status(INODES, key[0], key[1], fields)
-        if "rollout" in fields:
-            fields["rollout"] = {k: v for k, v in fields["rollout"].items() if v is not None}
+        return fields
+
+    async def _send(self, key: Key, fields: dict[str, Any]) -> None:
+        """Write the record; pods are only touched after this succeeded."""
+        try:
+            result = await self._client().patch_status(INODES, key[0], key[1], fields)
+        except BaseException:
+            self._inflight.pop(key, None)
+            self._down_dirty.add(key)
+            raise
         previous = self._written.get(key)
-        if previous is not None:
-            # Until the watch catches up, the overlay must hold every write since, not just this one.
-            fields = {**previous.fields, **fields}
-        self._written[key] = _Written(_rv(result), fields)
+        # Until the watch catches up, the overlay must hold every write since, not just this one.
+        merged = {**previous.fields, **_overlay(fields)} if previous is not None else _overlay(fields)
+        self._written[key] = _Written(_rv(result), merged)
+        self._inflight.pop(key, None)
+        if isinstance(result, Mapping) and result:
+            self._seen[key] = _signature(result)
         self.stats["status_writes"] = self.stats.get("status_writes", 0) + 1
 
     async def _act(self, key: Key, body: Body, status: Body, plan: Plan, pods: list[PodView]) -> None:
@@ -645,7 +716,7 @@ def install(
 
     @kopf.on.event(*inodes, id="rollout_inode_event", registry=registry)
     async def rollout_inode_event(**kw: Any) -> None:
-        ctl.inode_changed(kw["namespace"], kw["name"], deleted=kw["type"] == "DELETED")
+        ctl.inode_changed(kw["namespace"], kw["name"], kw["body"], deleted=kw["type"] == "DELETED")
 
     @kopf.on.event("v1", "pods", labels=managed, id="rollout_pod_event", registry=registry)
     async def rollout_pod_event(**kw: Any) -> None:
