@@ -188,6 +188,9 @@ class RolloutController:
         self._down_dirty: set[Key] = set()
         self._views: dict[str, tuple[str, PodView | None]] = {}  # pod uid -> (resourceVersion, view)
         self._pool_of: dict[Key, Key] = {}
+        self._facts: dict[str, tuple[Any, ...] | None] = {}  # pod uid -> what the planner reads of it
+        self._release_epoch = 0
+        self._release_cache: tuple[int, dict[str, ReleaseView]] | None = None
         self._members: dict[Key, set[Key]] = {}
         self._seen: dict[Key, str] = {}  # the last InferenceNode state a reconcile was queued for
 
@@ -244,21 +247,37 @@ class RolloutController:
 
     def pod_changed(self, namespace: str, inode: str, body: Body, deleted: bool) -> None:
         uid = str((body.get("metadata") or {}).get("uid") or "")
-        if inode:
-            self._down_dirty.add((namespace, inode))
         if deleted:
             self._ready_seen.pop(uid, None)
             self._views.pop(uid, None)
+            self._facts.pop(uid, None)
         elif uid:
             view = pod_view(body)
             if view is not None and not view.ready:
                 self._ready_seen[uid] = None
             elif view is not None and self._ready_seen.get(uid, 0) is None:
                 self._ready_seen[uid] = self.now()  # watched it turn ready: exact time
+            facts = (
+                None
+                if view is None
+                else (
+                    view.device_index,
+                    view.image,
+                    view.version,
+                    view.ready,
+                    view.crash_looping,
+                    view.terminating,
+                )
+            )
+            if self._facts.get(uid, ()) == facts:
+                return  # e.g. Pending -> ContainerCreating: nothing the rollout decides on
+            self._facts[uid] = facts
         if inode:
+            self._down_dirty.add((namespace, inode))
             self.queue.add(("inode", namespace, inode))
 
     def releases_changed(self, name: str) -> None:
+        self._release_epoch += 1
         self.queue.add(("release", name))
         for key in list(self.caches.inodes):
             self.queue.add(("inode", *key))
@@ -354,6 +373,9 @@ class RolloutController:
         return status
 
     def _releases(self) -> dict[str, ReleaseView]:
+        if self._release_cache is not None and self._release_cache[0] == self._release_epoch:
+            return self._release_cache[1]
+        epoch = self._release_epoch
         views: dict[str, ReleaseView] = {}
         for name, bodies in list(self.caches.releases.items()):
             body = _first(bodies)
@@ -363,6 +385,7 @@ class RolloutController:
                 views[str(name)] = release_view({**body, "status": self._release_status(str(name), body)})
             except ValueError as exc:
                 logger.debug("ignoring release: %s", exc)
+        self._release_cache = (epoch, views)
         return views
 
     def _pods(self, key: Key) -> list[PodView]:
@@ -662,6 +685,7 @@ class RolloutController:
         previous = self._release_written.get(name)
         merged = {**previous.fields, **changed} if previous is not None else changed
         self._release_written[name] = _Written(_rv(result if isinstance(result, Mapping) else None), merged)
+        self._release_epoch += 1
         if decision.newly_halted:
             self._event(body, "Warning", "ReleaseHalted", message)
             METRICS.record_rollout_result("cluster", "halted", 0.0, "FailureBudgetExhausted")
