@@ -42,9 +42,9 @@ def pod_view(body: Body, *, first_seen_ready: datetime | None = None) -> PodView
     """The planner's view of an engine pod; ``None`` for a pod without a device-index label.
 
     Ready means the pod's Ready condition *and* the ``gpufleet.io/engine-ready`` gate are True.
-    ``ready_since`` is when this operator first saw it ready, else the later of the two
-    conditions' transition times plus one second (they have second precision; rounding up keeps
-    ``minReadySeconds`` a lower bound).
+    ``ready_since`` is the earlier of when this operator first saw it ready and the later of the
+    two conditions' transition times plus one second (they have second precision): both are
+    upper bounds of the real moment, so ``minReadySeconds`` is never shortened.
     """
     meta = _meta(body)
     labels = meta.get("labels") or {}
@@ -61,12 +61,12 @@ def pod_view(body: Body, *, first_seen_ready: datetime | None = None) -> PodView
     ready = bool(ready_cond and ready_cond.get("status") == "True" and gate and gate.get("status") == "True")
     ready_since: datetime | None = None
     if ready:
-        if first_seen_ready is not None:
-            ready_since = first_seen_ready
-        else:
-            stamps = [parse_time(c.get("lastTransitionTime")) for c in (ready_cond, gate) if c]
-            known = [s for s in stamps if s is not None]
-            ready_since = max(known) + timedelta(seconds=1) if known else None
+        stamps = [parse_time(c.get("lastTransitionTime")) for c in (ready_cond, gate) if c]
+        known = [s for s in stamps if s is not None]
+        # Both are upper bounds of the true moment (seconds are truncated; events arrive late), so
+        # the earlier one is the tighter bound that still never shortens minReadySeconds.
+        bounds = [b for b in (first_seen_ready, max(known) + timedelta(seconds=1) if known else None) if b]
+        ready_since = min(bounds) if bounds else None
     crash = status.get("phase") == "Failed"
     for cs in status.get("containerStatuses") or ():
         waiting = (cs.get("state") or {}).get("waiting") or {}

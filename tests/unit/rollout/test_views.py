@@ -44,9 +44,12 @@ def test_pod_is_ready_only_with_the_gate_and_ready_since_rounds_up() -> None:
     assert view.image == image("1.0.0")
     # Later of the two transitions, plus one second: minReadySeconds stays a lower bound.
     assert view.ready_since == T0 + timedelta(seconds=6)
-    precise = pod_view(pod(conditions=READY), first_seen_ready=T0)
+    precise = pod_view(pod(conditions=READY), first_seen_ready=T0 + timedelta(seconds=5.5))
     assert precise is not None
-    assert precise.ready_since == T0
+    assert precise.ready_since == T0 + timedelta(seconds=5.5)
+    late = pod_view(pod(conditions=READY), first_seen_ready=T0 + timedelta(seconds=9))  # a slow watch
+    assert late is not None
+    assert late.ready_since == T0 + timedelta(seconds=6)
     no_gate = pod_view(pod(conditions=READY[:1]))
     assert no_gate is not None
     assert not no_gate.ready
