@@ -77,30 +77,34 @@ def release(version: str) -> dict[str, Any]:
 
 
 def populate(cluster: Any, args: argparse.Namespace) -> None:
-    cluster.apply({
-        "apiVersion": GROUP,
-        "kind": "OperatorPool",
-        "metadata": {"name": "pool-a", "namespace": NS},
-        "spec": {"selfStake": "100000", "updatePolicy": {"maxUnavailable": args.pool_max_unavailable}},
-    })
+    cluster.apply(
+        {
+            "apiVersion": GROUP,
+            "kind": "OperatorPool",
+            "metadata": {"name": "pool-a", "namespace": NS},
+            "spec": {"selfStake": "100000", "updatePolicy": {"maxUnavailable": args.pool_max_unavailable}},
+        }
+    )
     cluster.apply(release("1.0.0"))
     for i in range(args.nodes):
-        cluster.apply({
-            "apiVersion": GROUP,
-            "kind": "InferenceNode",
-            "metadata": {"name": f"node-{i}", "namespace": NS},
-            "spec": {
-                "poolRef": {"name": "pool-a"},
-                "nodeName": f"gpu-{i}",
-                "engine": "vllm",
-                "models": [{"name": "meta-llama/Llama-3.1-8B-Instruct"}],
-                "updatePolicy": {
-                    "maxUnavailable": args.node_max_unavailable,
-                    "minReadySeconds": args.min_ready,
-                    "progressDeadlineSeconds": 600,
+        cluster.apply(
+            {
+                "apiVersion": GROUP,
+                "kind": "InferenceNode",
+                "metadata": {"name": f"node-{i}", "namespace": NS},
+                "spec": {
+                    "poolRef": {"name": "pool-a"},
+                    "nodeName": f"gpu-{i}",
+                    "engine": "vllm",
+                    "models": [{"name": "meta-llama/Llama-3.1-8B-Instruct"}],
+                    "updatePolicy": {
+                        "maxUnavailable": args.node_max_unavailable,
+                        "minReadySeconds": args.min_ready,
+                        "progressDeadlineSeconds": 600,
+                    },
                 },
-            },
-        })
+            }
+        )
 
 
 def summarize(cluster: Any) -> tuple[int, int, dict[str, int]]:
@@ -229,8 +233,8 @@ def main() -> int:
     parser.add_argument("--gpus", type=int, default=8, choices=sorted(PROFILE_BY_GPUS))
     parser.add_argument("--node-max-unavailable", type=int, default=2)
     parser.add_argument("--pool-max-unavailable", default="25%")
-    parser.add_argument("--pod-start", type=float, default=2.0, help="simulated pod start: create -> ready")
-    parser.add_argument("--min-ready", type=int, default=3, help="minReadySeconds of every node")
+    parser.add_argument("--pod-start", type=float, default=5.0, help="simulated pod start: create -> ready")
+    parser.add_argument("--min-ready", type=int, default=10, help="minReadySeconds of every node")
     parser.add_argument("--batch-window", type=float, default=0.1, help="kopf batching window (seconds)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--no-record", action="store_true", help="do not write bench/results/")
@@ -238,14 +242,21 @@ def main() -> int:
     result = asyncio.run(run(args))
     text = json.dumps(result, indent=2)
     if not args.no_record:
-        out = ROOT / "bench" / "results" / f"rollout_fleet_{args.nodes}x{args.gpus}.json"
+        suffix = (
+            ""
+            if (args.pod_start, args.min_ready) == (5.0, 10)
+            else f"_start{args.pod_start:g}_ready{args.min_ready}"
+        )
+        out = ROOT / "bench" / "results" / f"rollout_fleet_{args.nodes}x{args.gpus}{suffix}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text + "\n")
     if args.json:
         print(text)
     else:
-        print(f"{args.nodes}x{args.gpus}: rollout {result['rollout_wall_seconds']}s, minimum "
-              f"{result['theoretical_minimum_seconds']}s ({result['ratio_to_minimum']}x, target 1.2x)")
+        print(
+            f"{args.nodes}x{args.gpus}: rollout {result['rollout_wall_seconds']}s, minimum "
+            f"{result['theoretical_minimum_seconds']}s ({result['ratio_to_minimum']}x, target 1.2x)"
+        )
     return 0 if result["within_target"] else 1
 
 
