@@ -430,7 +430,7 @@ class RolloutController:
             return (0, 0)
         pods = self._pods(key)
         state = node_state(body.get("spec") or {}, self._status(key, body), pods)
-        value = (len(state.devices), len(node_unavailable(state.devices, pods, state.rollout)))
+        value = (len(state.serving), len(node_unavailable(state.serving, pods, state.rollout)))
         self._down[key] = value
         return value
 
@@ -472,17 +472,17 @@ class RolloutController:
             releases = self._releases()
             selection = self._select(spec, status, node, releases, pool)
             active = releases.get(node.rollout.release or "")
-            capacity = self._pool_capacity(pool, key, len(node.devices))
+            capacity = self._pool_capacity(pool, key, len(node.serving))
             plan = plan_step(
                 node, pods, capacity, target=selection.target, active_release=active, now=self.now()
             )
-            before = len(node_unavailable(node.devices, pods, node.rollout))
+            before = len(node_unavailable(node.serving, pods, node.rollout))
             fields = self._fields(body, status, node, plan, selection)
             if fields:
                 self._inflight[key] = _overlay(fields)
             # What other nodes of the pool count for this one from now on (reservations included).
             # Recorded before the lock is released; the write itself need not hold up the pool.
-            self._down[key] = (len(node.devices), len(plan.unavailable_devices))
+            self._down[key] = (len(node.serving), len(plan.unavailable_devices))
             self._down_dirty.discard(key)
         if fields:
             await self._send(key, fields)

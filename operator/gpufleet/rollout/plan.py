@@ -67,6 +67,13 @@ class NodeState:
     current_version: str | None = None
     last_stable_version: str | None = None
     rollout: RolloutStatus = field(default_factory=RolloutStatus)
+    #: Devices whose GPU failed validation: they never serve, so their pods are moved to the new
+    #: version without waiting for readiness and they count for no limit.
+    blocked: frozenset[int] = frozenset()
+
+    @property
+    def serving(self) -> tuple[int, ...]:
+        return tuple(d for d in self.devices if d not in self.blocked)
 
 
 @dataclass(frozen=True)
@@ -279,7 +286,7 @@ def plan_rollout(
         plan.target_version = plan.rollout.from_version
     else:
         plan.target_version = plan.current_version
-    plan.unavailable_devices = node_unavailable(node.devices, ctx.pods, plan.rollout)
+    plan.unavailable_devices = node_unavailable(node.serving, ctx.pods, plan.rollout)
     if ctx.timers:
         plan.requeue_after = max(0.0, min(ctx.timers))
     elif plan.rollout.phase in (Phase.PRE_CHECK, Phase.PROGRESSING, Phase.POST_CHECK, Phase.ROLLING_BACK):
@@ -304,9 +311,9 @@ def _rest(ctx: _Ctx) -> None:
         ctx.event("Normal", "ReleaseInstalled", f"installing engine release {ctx.target.version}")
         return
     if plan.last_stable_version != plan.current_version and node.devices:
-        available = available_devices(node.devices, ctx.pods)
+        available = available_devices(node.serving, ctx.pods)
         on_current = _done_devices(ctx, node.devices, state.current_image, plan.current_version)
-        if available >= set(node.devices) and on_current >= set(node.devices):
+        if available >= set(node.serving) and on_current >= set(node.devices):
             plan.last_stable_version = plan.current_version
             ctx.set(stable_image=state.current_image)
             return
@@ -358,10 +365,10 @@ def _pre_check(ctx: _Ctx) -> None:
         ctx.set(
             release=ctx.target.name, target_version=str(ctx.target.version), target_image=ctx.target.image
         )
-    available = available_devices(node.devices, ctx.pods)
-    healthy = available >= set(node.devices)
+    available = available_devices(node.serving, ctx.pods)
+    healthy = available >= set(node.serving)
     if not healthy and not node.policy.update_unhealthy:
-        down = sorted(set(node.devices) - available)
+        down = sorted(set(node.serving) - available)
         ctx.set(
             reason="NodeUnhealthy",
             message=f"waiting for devices {down} to be ready before updating (updateUnhealthy is false)",
@@ -407,6 +414,9 @@ def _done_devices(ctx: _Ctx, devices: Iterable[int], image: str | None, version:
     done: set[int] = set()
     for d in devices:
         for pod in grouped.get(d, ()):
+            if d in ctx.node.blocked and not pod.terminating and _runs(pod, image, version):
+                done.add(d)  # a blocked GPU never gets ready: its pod only has to be on the version
+                continue
             if pod.terminating or not pod.ready or not _runs(pod, image, version):
                 continue
             since = pod.ready_since or ctx.now
@@ -435,13 +445,13 @@ def _drive_batch(ctx: _Ctx, image: str, version: str) -> set[int]:
 
 def _next_batch(ctx: _Ctx, remaining: list[int]) -> list[int]:
     node, pool = ctx.node, ctx.pool
-    available = available_devices(node.devices, ctx.pods)
-    node_down = len(set(node.devices) - available)
+    available = available_devices(node.serving, ctx.pods)
+    node_down = len(set(node.serving) - available)
     return choose_batch(
         remaining,
         available,
         node_limit=resolve_max_unavailable(
-            node.policy.max_unavailable, len(node.devices), field="spec.updatePolicy.maxUnavailable"
+            node.policy.max_unavailable, len(node.serving), field="spec.updatePolicy.maxUnavailable"
         ),
         node_unavailable_count=node_down,
         pool_limit=resolve_max_unavailable(
@@ -485,7 +495,7 @@ def _progressing(ctx: _Ctx) -> None:
         )
         return
     grouped = _by_device(ctx.pods)
-    touched = [*state.updated_devices, *state.batch_devices]
+    touched = [d for d in (*state.updated_devices, *state.batch_devices) if d not in node.blocked]
     for d in touched:
         for pod in grouped.get(d, ()):
             if (
@@ -495,9 +505,9 @@ def _progressing(ctx: _Ctx) -> None:
             ):
                 _fail(ctx, FailureReason.CRASH_LOOP, f"pod {pod.name} (device {d}) is crash-looping")
                 return
-    available = available_devices(node.devices, ctx.pods)
+    available = available_devices(node.serving, ctx.pods)
     for d in state.updated_devices:
-        if d not in available:
+        if d not in available and d not in node.blocked:
             _fail(
                 ctx,
                 FailureReason.READINESS_REGRESSION,
@@ -557,13 +567,13 @@ def _post_check(ctx: _Ctx) -> None:
     grouped = _by_device(ctx.pods)
     serving = {
         d
-        for d in node.devices
+        for d in node.serving
         if any(
             p.ready and not p.terminating and _runs(p, state.target_image, state.target_version)
             for p in grouped.get(d, ())
         )
     }
-    missing = sorted(set(node.devices) - serving)
+    missing = sorted(set(node.serving) - serving)
     if missing:
         _fail(
             ctx,

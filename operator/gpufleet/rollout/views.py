@@ -153,6 +153,23 @@ def node_engines(status: Mapping[str, Any]) -> frozenset[str]:
     )
 
 
+#: The core's validation reason while a device's agent has not reported yet (not a verdict).
+PENDING_VALIDATION = "AwaitingHardwareReport"
+
+
+def blocked_devices(status: Mapping[str, Any]) -> frozenset[int]:
+    """Devices whose GPU failed validation (a verdict, not a pending report): they never serve."""
+    blocked = set()
+    for d in status.get("devices") or ():
+        if not isinstance(d, Mapping) or "index" not in d:
+            continue
+        validation = d.get("validation") or {}
+        reason = validation.get("reason")
+        if validation.get("valid") is False and reason and reason != PENDING_VALIDATION:
+            blocked.add(int(d["index"]))
+    return frozenset(blocked)
+
+
 def node_state(spec: Mapping[str, Any], status: Mapping[str, Any], pods: Iterable[PodView]) -> NodeState:
     pods = list(pods)
     return NodeState(
@@ -161,6 +178,7 @@ def node_state(spec: Mapping[str, Any], status: Mapping[str, Any], pods: Iterabl
         current_version=status.get("currentVersion"),
         last_stable_version=status.get("lastStableVersion"),
         rollout=RolloutStatus.from_status(status.get("rollout")),
+        blocked=blocked_devices(status),
     )
 
 

@@ -346,3 +346,27 @@ def test_post_check_waits_out_min_ready_instead_of_failing() -> None:
     assert failed.rollout.phase == Phase.ROLLING_BACK
     assert failed.failure is not None
     assert failed.failure.reason == FailureReason.READINESS_REGRESSION
+
+
+def test_blocked_gpus_are_moved_along_but_never_waited_for_or_counted() -> None:
+    # Device 2's GPU failed validation: its pod never gets ready. It must neither stall the
+    # pre-check, nor count against the pool, nor be required in the post-check.
+    f = fleet(1, 3, pool_limit=1, max_unavailable=1)
+    f.nodes["n0"] = replace(f.nodes["n0"], blocked=frozenset({2}))
+    f.world.sizes["n0"] = 3
+    f.world.pods["n0"][2].ready_at = None
+    original = f.world.tick
+
+    def tick(seconds: float) -> None:
+        original(seconds)
+        for pod in f.world.pods["n0"]:
+            if pod.device == 2:
+                pod.ready_at = None  # never ready, whatever its version
+
+    f.world.tick = tick  # type: ignore[method-assign]
+    f.run(RELEASES, V2)
+    node = f.nodes["n0"]
+    assert node.rollout.phase == Phase.SUCCEEDED, node.rollout.failure
+    assert {p.version for p in f.world.pods["n0"]} == {"1.1.0"}
+    plan = f.plans["n0"]
+    assert 2 not in plan.unavailable_devices

@@ -168,3 +168,18 @@ def test_pod_release_tells_the_core_which_version_to_create() -> None:
     assert pod_release(rest) == ("1.0.0", image("1.0.0"))
     assert pod_release({}) is None
     assert pod_release(None) is None
+
+
+def test_only_a_validation_verdict_blocks_a_device() -> None:
+    from gpufleet.rollout.views import blocked_devices
+
+    status = {
+        "devices": [
+            {"index": 0, "validation": {"valid": True, "reason": "Valid"}},
+            {"index": 1, "validation": {"valid": False, "reason": "AwaitingHardwareReport"}},
+            {"index": 2, "validation": {"valid": False, "reason": "VRAMMismatch"}},
+            {"index": 3},
+        ]
+    }
+    assert blocked_devices(status) == {2}
+    assert node_state({}, status, []).serving == (0, 1, 3)
