@@ -37,8 +37,9 @@ def build_operator(settings: OperatorSettings, *, kubeconfig: str | None = None)
 
 
 def _scope(settings: OperatorSettings) -> dict[str, object]:
-    if settings.namespace:
-        return {"namespaces": [settings.namespace], "clusterwide": False}
+    namespaces = settings.namespaces
+    if namespaces:
+        return {"namespaces": list(namespaces), "clusterwide": False}
     return {"clusterwide": True}
 
 

@@ -20,6 +20,8 @@ from gpufleet.demo.snapshot import fleet_snapshot
 
 JsonObj = dict[str, Any]
 GROUP = "gpufleet.io/v1alpha1"
+#: Rollout phases in which a node is still changing (the demo waits for them to end).
+ACTIVE_PHASES = frozenset({"PreCheck", "Progressing", "PostCheck", "RollingBack"})
 
 
 class DemoError(RuntimeError):
@@ -190,7 +192,10 @@ class Demo:
                 return len(on_new) == len(nodes) and stable, f"{len(on_new)}/{len(nodes)} on {version}"
             mixed = [n["name"] for n in nodes if n["currentVersion"] not in (version, previous)]
             busy = [
-                n["name"] for n in nodes if n["targetVersion"] not in (None, previous, n["currentVersion"])
+                n["name"]
+                for n in nodes
+                if n["targetVersion"] not in (None, previous, n["currentVersion"])
+                or (n["rollout"] or {}).get("phase") in ACTIVE_PHASES
             ]
             detail = (
                 f"{len(rolled_back)} rolled back to {previous}, release "
@@ -276,5 +281,8 @@ def operator_running(kubeconfig: Path, namespace: str) -> AbstractAsyncContextMa
     from gpufleet.controllers.runtime import running_operator
     from gpufleet.settings import OperatorSettings
 
-    settings = OperatorSettings(namespace=namespace, pool_settle_seconds=0.2)
+    # No liveness endpoint or metrics port: the demo must not need free well-known ports.
+    settings = OperatorSettings(
+        namespace=namespace, pool_settle_seconds=0.2, liveness_endpoint=None, metrics_port=0
+    )
     return running_operator(settings, kubeconfig=str(kubeconfig))
