@@ -100,4 +100,6 @@ def run(args: argparse.Namespace) -> int:
                 f"{phase.seconds:.1f}s) {phase.detail}"
             )
         console.print(f"demo finished in {result.seconds:.1f}s: {'OK' if result.ok else 'NOT AS EXPECTED'}")
+    if any(p.outcome == "Interrupted" for p in result.phases):
+        return 130
     return 0 if result.ok else 1

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+import threading
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import kopf
 
@@ -27,6 +29,8 @@ class Operator:
     registry: kopf.OperatorRegistry
     reconciler: Reconciler
     rollouts: rollout.RolloutController
+    #: Set when SIGINT/SIGTERM asked the operator to stop (see ``running_operator``).
+    signalled: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def build_operator(settings: OperatorSettings, *, kubeconfig: str | None = None) -> Operator:
@@ -73,6 +77,18 @@ async def running_operator(
             raise RuntimeError("the operator stopped during start-up")
         if not ready.is_set():
             raise TimeoutError(f"the operator did not start within {startup_timeout:.0f}s")
+        if threading.current_thread() is threading.main_thread():
+            # kopf's own handlers stop only the operator; ours also tell the caller (who shares
+            # this event loop and would otherwise keep running without an operator).
+            loop = asyncio.get_running_loop()
+
+            def on_signal() -> None:
+                op.signalled.set()
+                stop.set()
+
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    loop.add_signal_handler(sig, on_signal)
         yield op
     finally:
         stop.set()

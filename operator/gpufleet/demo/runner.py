@@ -8,6 +8,7 @@ server. The demo only writes what a person would `kubectl apply`, and reads stat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -26,6 +27,10 @@ ACTIVE_PHASES = frozenset({"PreCheck", "Progressing", "PostCheck", "RollingBack"
 
 class DemoError(RuntimeError):
     """The scenario did not reach a state it expected, with what was seen instead."""
+
+
+class DemoInterrupted(DemoError):
+    """SIGINT/SIGTERM arrived while a phase was running."""
 
 
 @dataclass
@@ -93,6 +98,7 @@ class Demo:
         self.poll = poll
         self.result = DemoResult()
         self._phase = ""
+        self._signalled = asyncio.Event()
         self._progress: tuple[str, int, int] | None = None
 
     # ------------------------------------------------------------------ cluster access (thread)
@@ -140,7 +146,10 @@ class Demo:
                 return snap, detail
             if time.monotonic() > deadline:
                 raise DemoError(f"{what}: not reached within {self.phase_timeout:.0f}s ({detail})")
-            await asyncio.sleep(self.poll)
+            if self._signalled.is_set():
+                raise DemoInterrupted(f"{what}: interrupted ({detail})")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._signalled.wait(), self.poll)
 
     # ------------------------------------------------------------------ phases
 
@@ -220,6 +229,9 @@ class Demo:
         try:
             _, phase.detail = await self._wait(name, check)
             phase.outcome = outcome
+        except DemoInterrupted as exc:
+            phase.outcome = "Interrupted"
+            phase.detail = str(exc)
         except DemoError as exc:
             phase.outcome = "TimedOut"
             phase.detail = str(exc)
@@ -231,6 +243,13 @@ class Demo:
         from gpufleet.devcluster import Behaviour
 
         self._cluster.kubelet.set_behaviour(Behaviour(rollout.behaviour), image=rollout.image)
+
+    async def _serve_until_signalled(self) -> None:
+        """Keep cluster and operator up until SIGINT/SIGTERM."""
+        while not self._signalled.is_set():
+            self.refresh(self.snapshot(), "running (Ctrl-C to stop)", None)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._signalled.wait(), self.poll)
 
     # ------------------------------------------------------------------ run
 
@@ -254,17 +273,27 @@ class Demo:
             for obj in self.scenario.objects:
                 if obj["kind"] != "EngineRelease":
                     self._apply(obj)
-            async with operator_running(self._cluster.kubeconfig_path, self.scenario.namespace):
+            async with operator_running(self._cluster.kubeconfig_path, self.scenario.namespace) as op:
+                self._signalled = op.signalled
                 await self._converge()
                 previous = _newest_version(initial)
                 if self.result.phases[-1].outcome == "Converged":
                     for rollout in self.scenario.rollouts:
+                        if self._signalled.is_set():
+                            self.result.phases.append(
+                                Phase(
+                                    name=f"release {rollout.version} ({rollout.behaviour})",
+                                    expected=rollout.expect,
+                                    outcome="Interrupted",
+                                    detail="not started: interrupted",
+                                )
+                            )
+                            continue
                         previous = await self._rollout(rollout, previous)
                 self.result.snapshot = self.snapshot()
                 self.refresh(self.result.snapshot, "done", None)
-                while keep_running:
-                    await asyncio.sleep(self.poll)
-                    self.refresh(self.snapshot(), "running (Ctrl-C to stop)", None)
+                if keep_running:
+                    await self._serve_until_signalled()
         self.result.seconds = time.monotonic() - started
         return self.result
 
