@@ -30,6 +30,16 @@ def _num(value: Any, fmt: str) -> str:
     return "-" if value is None else format(float(value), fmt)
 
 
+def _product(name: str | None) -> str:
+    """NVML's name without the vendor prefix every row would repeat (GFD labels use dashes)."""
+    if not name:
+        return "?"
+    for prefix in ("NVIDIA ", "NVIDIA-"):
+        if name.startswith(prefix):
+            name = name[len(prefix) :]
+    return name.replace("-", " ") if " " not in name else name
+
+
 def devices_table(snapshot: JsonObj) -> Table:
     table = Table(title="GPU devices", expand=True, header_style="bold")
     for col, justify in (
@@ -45,7 +55,7 @@ def devices_table(snapshot: JsonObj) -> Table:
         ("ready", "center"),
         ("version", "left"),
     ):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+        table.add_column(col, justify=justify, no_wrap=col in ("product", "VRAM share"))  # type: ignore[arg-type]
     versions = {n["name"]: n.get("currentVersion") for n in snapshot["inferenceNodes"]}
     for d in snapshot["devices"]:
         if d["valid"]:
@@ -58,12 +68,12 @@ def devices_table(snapshot: JsonObj) -> Table:
             str(d["pool"]),
             str(d["inferenceNode"]),
             str(d["index"]),
-            str(d["product"] or "?"),
+            _product(d["product"]),
             "-" if d["vramMiB"] is None else f"{d['vramMiB'] / 1024:.0f}",
             str(d["engine"] or "-"),
             share,
-            _stake(d["effectiveStake"]),
-            _num(d["priorityScore"], ".2f"),
+            _stake(d["effectiveStake"]) if d["valid"] else "-",
+            _num(d["priorityScore"], ".2f") if d["valid"] else "-",
             ready,
             str(versions.get(d["inferenceNode"]) or "-"),
         )
