@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich import box
 from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.progress_bar import ProgressBar
@@ -41,40 +42,42 @@ def _product(name: str | None) -> str:
 
 
 def devices_table(snapshot: JsonObj) -> Table:
-    table = Table(title="GPU devices", expand=True, header_style="bold")
+    table = Table(
+        title="GPU devices", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True
+    )
     for col, justify in (
-        ("pool", "left"),
         ("node", "left"),
         ("gpu", "right"),
         ("product", "left"),
-        ("VRAM GiB", "right"),
+        ("GiB", "right"),
         ("engine", "left"),
-        ("VRAM share", "right"),
-        ("effective stake", "right"),
+        ("share", "right"),
+        ("eff. stake", "right"),
         ("priority", "right"),
-        ("ready", "center"),
+        ("state", "left"),
         ("version", "left"),
     ):
-        table.add_column(col, justify=justify, no_wrap=col in ("product", "VRAM share"))  # type: ignore[arg-type]
+        table.add_column(col, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     versions = {n["name"]: n.get("currentVersion") for n in snapshot["inferenceNodes"]}
+    pool = None
     for d in snapshot["devices"]:
+        if d["pool"] != pool:
+            pool = d["pool"]
+            table.add_row(Text(f"pool {pool}", style="bold cyan"))
         if d["valid"]:
-            ready = Text("yes", style="green") if d["ready"] else Text("no", style="yellow")
-            share = _num(d["vramShare"], ".4f")
+            state = Text("ready", style="green") if d["ready"] else Text("not ready", style="yellow")
         else:
-            ready = Text("BLOCKED", style="bold red")
-            share = Text(str(d["reason"]), style="red")  # type: ignore[assignment]
+            state = Text(f"BLOCKED {d['reason']}", style="bold red")
         table.add_row(
-            str(d["pool"]),
-            str(d["inferenceNode"]),
+            f" {d['inferenceNode']}",
             str(d["index"]),
             _product(d["product"]),
             "-" if d["vramMiB"] is None else f"{d['vramMiB'] / 1024:.0f}",
             str(d["engine"] or "-"),
-            share,
+            _num(d["vramShare"], ".4f") if d["valid"] else "-",
             _stake(d["effectiveStake"]) if d["valid"] else "-",
             _num(d["priorityScore"], ".2f") if d["valid"] else "-",
-            ready,
+            state,
             str(versions.get(d["inferenceNode"]) or "-"),
         )
     return table
