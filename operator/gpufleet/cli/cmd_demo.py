@@ -14,7 +14,7 @@ from typing import Any
 def register(sub: Any) -> None:
     parser = sub.add_parser(
         "demo",
-        help="Run a simulated GPU fleet (emulated cluster, real operator) and watch it live.",
+        help="run a simulated GPU fleet (emulated cluster, real operator) and watch it live",
         description="Start the Kubernetes API emulator with simulated GPU nodes and node agents, run "
         "the real gpufleet operator against it, apply a scenario (pools, nodes, releases), roll out "
         "a good and a bad engine release, and show devices, shares, priorities and events.",
