@@ -67,6 +67,10 @@ class Observation:
 class NodePlan:
     devices: tuple[PlannedDevice, ...]
     problem: str | None  # why fewer (or no) devices than asked for, for the GPUValidated message
+    #: Whether the Kubernetes node object was seen at all. Without it the plan knows nothing about
+    #: the node's GPUs (a cold cache after a restart looks exactly like this), so nothing may be
+    #: deleted for a GPU "going away".
+    node_observed: bool = True
 
 
 def _int_label(labels: Mapping[str, str], key: str) -> int | None:
@@ -82,7 +86,7 @@ def _int_label(labels: Mapping[str, str], key: str) -> int | None:
 def plan_devices(inode: InodeView, node: NodeView | None, catalog: Catalog) -> NodePlan:
     """The GPUs to run engines on, from GFD labels (node-level: one product per node)."""
     if node is None:
-        return NodePlan((), f"Kubernetes node {inode.node_name!r} does not exist")
+        return NodePlan((), f"Kubernetes node {inode.node_name!r} does not exist", node_observed=False)
     labels = node.labels
     counted = _int_label(labels, GFD_COUNT)
     count = counted if counted is not None else node.allocatable_gpus

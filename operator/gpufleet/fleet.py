@@ -76,6 +76,7 @@ def plan_pods(
     """Decide every pod write for one InferenceNode.
 
     ``observations`` are the agents' reports by device index (only for the pods running now).
+    A pod is deleted for its GPU being gone only when the node object was observed and lacks it.
     Without a release no pod is created (there is no image to run) but nothing is deleted either.
     Image/version changes of existing pods are the rollout controller's business, not this plan's.
     """
@@ -88,8 +89,11 @@ def plan_pods(
         if pod.deleting:
             continue
         if pod.device_index is None or pod.device_index not in wanted:
-            plan.deletes.append(Delete(pod.name, "GPURemoved",
-                                       f"GPU {pod.device_index} is no longer part of node {inode.node_name}"))
+            if node_plan.node_observed:
+                message = f"GPU {pod.device_index} is no longer part of node {inode.node_name}"
+                plan.deletes.append(Delete(pod.name, "GPURemoved", message))
+            # else: the node object was never seen (not in the cache): keep the pod. Only a node
+            # that is known to lack the GPU justifies taking a serving engine down.
             continue
         if pod.node_name is not None and pod.node_name != inode.node_name:
             plan.deletes.append(Delete(pod.name, "NodeChanged",

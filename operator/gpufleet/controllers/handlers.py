@@ -196,7 +196,8 @@ def make_registry(reconciler: Reconciler, *, kubeconfig: str | None = None) -> k
     }
 
     @kopf.on.login(registry=registry)
-    def login(**_: Any) -> kopf.ConnectionInfo:
+    async def login(**_: Any) -> kopf.ConnectionInfo:
+        # async like every handler here: kopf runs sync handlers in a thread pool (see docs).
         return connection(kubeconfig)
 
     if settings.indexes == "kopf":
@@ -251,7 +252,9 @@ def make_registry(reconciler: Reconciler, *, kubeconfig: str | None = None) -> k
         informer = None
         if settings.pod_watch == "direct":
             informer = PodInformer(client, POD_SELECTOR, settings.namespaces, reconciler.pod_changed)
-        reconciler.start(client, informer)
+        # kopf mode: the indexes fill while kopf lists each kind, concurrently with the pod
+        # informer; they are complete only once kopf lets the first on-event handler run.
+        reconciler.start(client, informer, wait_for_indexes=settings.indexes == "kopf")
         logger.info(
             "gpufleet operator started: %d workers, namespaces %s",
             settings.workers,
@@ -263,15 +266,20 @@ def make_registry(reconciler: Reconciler, *, kubeconfig: str | None = None) -> k
         await reconciler.stop()
 
     # --- watch events: keep indexes current, mark keys dirty --------------------------------
+    # kopf calls no resource handler before its start-up index barrier has passed (every watched
+    # kind listed and every listed object indexed), so the first call of any of these handlers
+    # proves that the kopf indexes are complete: only then may the reconciler plan from them.
 
     @kopf.on.event(*resources["inferencenodes"], registry=registry)
     async def inode_event(**kw: Any) -> None:
+        reconciler.indexes_loaded()
         deleted = kw["type"] == "DELETED"
         feed("inferencenodes", kw["body"], deleted)
         reconciler.inode_changed(kw["namespace"], kw["name"], kw["body"], deleted=deleted)
 
     @kopf.on.event(*resources["nodes"], registry=registry)
     async def node_event(**kw: Any) -> None:
+        reconciler.indexes_loaded()
         deleted = kw["type"] == "DELETED"
         feed("nodes", kw["body"], deleted)
         view = None if deleted else NodeView.from_body(kw["body"], settings.gpu_resource_name)
@@ -279,11 +287,13 @@ def make_registry(reconciler: Reconciler, *, kubeconfig: str | None = None) -> k
 
     @kopf.on.event(*resources["operatorpools"], registry=registry)
     async def pool_event(**kw: Any) -> None:
+        reconciler.indexes_loaded()
         feed("operatorpools", kw["body"], kw["type"] == "DELETED")
         reconciler.pool_changed(kw["namespace"], kw["name"])
 
     @kopf.on.event(*resources["enginereleases"], registry=registry)
     async def release_event(**kw: Any) -> None:
+        reconciler.indexes_loaded()
         feed("enginereleases", kw["body"], kw["type"] == "DELETED")
         reconciler.releases_changed()
 
@@ -311,5 +321,6 @@ def _register_kopf_pod_watch(registry: kopf.OperatorRegistry, reconciler: Reconc
 
     @kopf.on.event("v1", "pods", labels=managed, registry=registry)
     async def pod_event(**kw: Any) -> None:
+        reconciler.indexes_loaded()  # behind kopf's index barrier too
         inode = str(kw["labels"].get(LABEL_INODE) or "")
         reconciler.pod_changed(kw["namespace"], inode, kw["uid"], deleted=kw["type"] == "DELETED")

@@ -136,12 +136,24 @@ class Reconciler:
         self._fresh_pods: dict[Key, PodView] = {}
         self._expected: dict[Key, dict[str, tuple[float, PodView]]] = {}
         self._ready = asyncio.Event()
+        self._indexes_loaded = asyncio.Event()
+        self._indexes_loaded.set()
 
     # --- lifecycle ------------------------------------------------------------------------
 
-    def start(self, client: KubeClient, informer: PodInformer | None = None) -> None:
-        """Start the workers (and the pod informer); workers wait until the pods are listed."""
+    def start(
+        self, client: KubeClient, informer: PodInformer | None = None, *, wait_for_indexes: bool = False
+    ) -> None:
+        """Start the workers (and the pod informer).
+
+        Workers wait until the pods are listed and, with ``wait_for_indexes``, until
+        ``indexes_loaded()`` says the other caches hold their first full listing: a pass planned
+        from a half-filled cache (pods known, their node not yet) would see GPUs "gone" and
+        delete serving pods.
+        """
         self.client = client
+        if wait_for_indexes:
+            self._indexes_loaded.clear()
         if informer is not None:
             self.caches.pods = informer.cache
             self._ready = informer.synced
@@ -165,6 +177,15 @@ class Reconciler:
         self._background.clear()
         if self.client is not None:
             await self.client.close()
+
+    def indexes_loaded(self) -> None:
+        """The caches other than the pods now hold every object (kopf's index barrier passed)."""
+        self._indexes_loaded.set()
+
+    @property
+    def warm(self) -> bool:
+        """Whether workers may plan: pods listed and every index loaded."""
+        return self._ready.is_set() and self._indexes_loaded.is_set()
 
     @property
     def busy(self) -> bool:
@@ -232,6 +253,7 @@ class Reconciler:
 
     async def _worker(self, number: int) -> None:
         await self._ready.wait()
+        await self._indexes_loaded.wait()
         while True:
             key = await self.queue.get()
             try:

@@ -64,6 +64,21 @@ def test_scale_down_finished_and_duplicate_pods_are_deleted() -> None:
     }
 
 
+def test_unobserved_node_never_deletes_pods_for_gpus_gone() -> None:
+    # A cold cache (node not listed yet) and a node that was never seen look alike: keep the pods.
+    unseen = plan_devices(INODE, None, CATALOG)
+    assert not unseen.node_observed
+    bodies = [pod_body(b, gate="True", ready=True) for b in created()]
+    plan = plan_pods(INODE, unseen, views(bodies), RELEASE, {}, SETTINGS)
+    assert plan.deletes == []
+    assert plan.creates == []
+    # The node observed without GPUs: now the GPUs really are gone.
+    bare = plan_devices(INODE, NodeView.from_body(node_body(count=0)), CATALOG)
+    assert bare.node_observed
+    gone = plan_pods(INODE, bare, views(bodies), RELEASE, {}, SETTINGS)
+    assert sorted(d.reason for d in gone.deletes) == ["GPURemoved"] * 4
+
+
 def test_no_release_creates_nothing_but_keeps_pods() -> None:
     plan = plan_pods(INODE, PLAN, views(created()[:2]), None, {}, SETTINGS)
     assert plan.creates == []
