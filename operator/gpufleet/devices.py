@@ -61,6 +61,9 @@ class Observation:
     verdict: Verdict
     model: GPUModel | None
     engine: str | None
+    #: From an earlier pod's report of this device (its pod was replaced and the new one has not
+    #: answered yet): it still decides valid/blocked, but opens no readiness gate.
+    carried: bool = False
 
 
 @dataclass(frozen=True)

@@ -133,7 +133,8 @@ def plan_pods(
         pod = present[0]
         if pod.routable != routable:
             plan.label_patches.append(LabelPatch(pod.name, {LABEL_ROUTABLE: routable}))
-        if verdict.valid and pod.running and pod.gate_status != "True":
+        own_report = observed is not None and not observed.carried
+        if verdict.valid and own_report and pod.running and pod.gate_status != "True":
             plan.gate_checks.append(GateCheck(pod.name, index))
         elif blocked and pod.gate_status == "True":
             message = f"GPU {index}: {verdict.reason}: {verdict.message}"

@@ -16,7 +16,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, TypeVar, cast
 
@@ -128,6 +128,12 @@ class Reconciler:
         self._reports: dict[str, Any] = {}  # pod uid -> the agent's /v1/hardware payload
         self._report_failures: Counter[str] = Counter()
         self._obs_cache: dict[str, tuple[Hashable, Observation]] = {}
+        # The last report judged for each physical device, (node, device index) -> (GPU uuid,
+        # payload): it outlives the pod that sent it, so a device blocked by its report stays
+        # blocked (and a valid one keeps its share) while a replacement pod has not answered yet.
+        # A newer report for the device (another GPU uuid included) replaces it.
+        self._last_reports: dict[tuple[str, int], tuple[str, Any]] = {}
+        self._last_obs: dict[tuple[str, int], tuple[Hashable, Observation]] = {}
         self._gate_next: dict[str, tuple[int, float]] = {}  # pod uid -> (failures, next probe time)
         self._seen_nodes: dict[str, NodeView] = {}
         self._inode_pool: dict[Key, str] = {}
@@ -226,6 +232,9 @@ class Reconciler:
             return
         if view is None:
             self._seen_nodes.pop(name, None)
+            for device in [k for k in self._last_reports if k[0] == name]:
+                self._last_reports.pop(device, None)
+                self._last_obs.pop(device, None)
         else:
             self._seen_nodes[name] = view
         for ns, inode in self.caches.inodes_on_node.get(name, ()):
@@ -455,11 +464,32 @@ class Reconciler:
             memo_key = (labels, min_driver, pod.device_index)
             cached = self._obs_cache.get(pod.uid)
             if cached is not None and cached[0] == memo_key:
-                observations[pod.device_index] = cached[1]
-                continue
-            obs = observe(payload, pod.device_index, self.catalog, node, min_driver)
-            self._obs_cache[pod.uid] = (memo_key, obs)
+                obs = cached[1]
+            else:
+                obs = observe(payload, pod.device_index, self.catalog, node, min_driver)
+                self._obs_cache[pod.uid] = (memo_key, obs)
             observations[pod.device_index] = obs
+            device = (inode.node_name, pod.device_index)
+            self._last_reports[device] = (obs.device.uuid, payload)
+            self._last_obs.pop(device, None)
+        for planned_device in node_plan.devices:
+            index = planned_device.index
+            device = (inode.node_name, index)
+            last = self._last_reports.get(device)
+            if index in observations or last is None:
+                continue
+            # No pod has answered for this GPU since its last report (pod replaced, crash-looping,
+            # or not recreated yet): that report still describes the device. Re-judge it against
+            # the node's current labels and the release's minimum driver.
+            uuid, payload = last
+            memo = (labels, min_driver, uuid)
+            cached_last = self._last_obs.get(device)
+            if cached_last is not None and cached_last[0] == memo:
+                observations[index] = cached_last[1]
+                continue
+            obs = replace(observe(payload, index, self.catalog, node, min_driver), carried=True)
+            self._last_obs[device] = (memo, obs)
+            observations[index] = obs
         return observations, retry
 
     async def _fetch_report(self, pod: PodView) -> bool:

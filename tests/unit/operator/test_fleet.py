@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from gpufleet.devices import Observation, observe, plan_devices
@@ -77,6 +78,17 @@ def test_unobserved_node_never_deletes_pods_for_gpus_gone() -> None:
     assert bare.node_observed
     gone = plan_pods(INODE, bare, views(bodies), RELEASE, {}, SETTINGS)
     assert sorted(d.reason for d in gone.deletes) == ["GPURemoved"] * 4
+
+
+def test_carried_report_blocks_but_never_opens_a_gate() -> None:
+    # The report came from a pod that was replaced: it still blocks the device (new pod created
+    # unroutable), but a valid one does not open the new pod's gate before it reports itself.
+    bodies = created()
+    bad = observe(hardware_json(device_json(0, vram=49152)), 0, CATALOG, NODE, None)
+    plan = plan_pods(INODE, PLAN, views(bodies[1:]), RELEASE, {0: replace(bad, carried=True)}, SETTINGS)
+    assert [p["metadata"]["labels"]["gpufleet.io/routable"] for p in plan.creates] == ["false"]
+    carried = {i: replace(o, carried=True) for i, o in valid_obs(0, 1).items()}
+    assert plan_pods(INODE, PLAN, views(bodies), RELEASE, carried, SETTINGS).gate_checks == []
 
 
 def test_no_release_creates_nothing_but_keeps_pods() -> None:
