@@ -24,9 +24,19 @@ from gpufleet.conditions import Clock, make_condition, utcnow
 from gpufleet.controllers.kube import AgentUnreachable, ApiError, KubeClient
 from gpufleet.controllers.podwatch import PodInformer
 from gpufleet.controllers.workqueue import WorkQueue
-from gpufleet.devices import NodePlan, Observation, ReportError, observe, parse_agent_report, plan_devices
+from gpufleet.devices import (
+    PENDING_REASON,
+    NodePlan,
+    Observation,
+    ReportError,
+    Verdict,
+    observe,
+    parse_agent_report,
+    plan_devices,
+)
 from gpufleet.fleet import PodPlan, plan_pods
 from gpufleet.hardware.catalog import Catalog, load_catalog
+from gpufleet.hardware.report import GPUDevice
 from gpufleet.metrics import METRICS, DeviceSample
 from gpufleet.objects import READY_GATE, InodeView, InvalidObject, NodeView, PodView, PoolView, ReleaseView
 from gpufleet.podspec import PodRelease
@@ -490,6 +500,12 @@ class Reconciler:
             obs = replace(observe(payload, index, self.catalog, node, min_driver), carried=True)
             self._last_obs[device] = (memo, obs)
             observations[index] = obs
+        written = {d.get("index"): d for d in inode.status.get("devices") or () if isinstance(d, Mapping)}
+        for planned_device in node_plan.devices:
+            if planned_device.index not in observations:
+                remembered = _blocked_in_status(written.get(planned_device.index))
+                if remembered is not None:
+                    observations[planned_device.index] = remembered
         return observations, retry
 
     async def _fetch_report(self, pod: PodView) -> bool:
@@ -721,6 +737,42 @@ class Reconciler:
                 self.queue.add_after(("inode", key[0], member.name), self.settings.pool_settle_seconds)
             # Nodes that have not written a status yet are not members; they pick the basis up
             # when they do.
+
+
+def _blocked_in_status(entry: Mapping[str, Any] | None) -> Observation | None:
+    """A device that our written status shows blocked by a report (it has a GPU uuid).
+
+    After an operator restart no report is in memory; if the device's pod cannot answer (crash
+    loop, replaced) the device must not turn "pending" (routable again): it stays blocked with the
+    reason we recorded until a new report says otherwise.
+    """
+    if not entry:
+        return None
+    validation = entry.get("validation") or {}
+    reason = validation.get("reason")
+    if validation.get("valid") is not False or not reason or reason == PENDING_REASON:
+        return None
+    try:
+        device = GPUDevice(
+            index=int(entry["index"]),
+            uuid=str(entry["uuid"]),
+            name=str(entry["product"]),
+            pci_device_id=0,  # not recorded in the status; unused for a remembered verdict
+            memory_total_mib=int(entry["vramMiB"]),
+            compute_capability=str(entry["computeCapability"]),
+            architecture=str(entry["architecture"]),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None  # not from a report (no uuid), or not ours
+    engine = entry.get("engine")
+    return Observation(
+        device=device,
+        driver_version="",
+        verdict=Verdict(False, str(reason), str(validation.get("message") or "")),
+        model=None,
+        engine=str(engine) if engine else None,
+        carried=True,
+    )
 
 
 def _pod_condition(cond: dict[str, Any], now: Clock) -> dict[str, Any]:

@@ -82,7 +82,18 @@ async def test_blocked_device_keeps_its_reason_through_crash_and_replacement() -
                 "reason"
             ] == "VRAMMismatch"
 
-            # 3. The replacement finally runs and reports: still the same verdict, from fresh data.
+        # 3. The operator restarts while the replacement still cannot answer: it starts with no
+        #    report in memory; the device stays blocked with the reason its status recorded.
+        async with running_operator(cluster) as reconciler:
+            passes_before = reconciler.stats["reconciles"]
+            await cluster.wait_for(lambda: reconciler.stats["reconciles"] > passes_before, within=10)
+            await asyncio.sleep(0.5)
+            assert reconciler.stats["reports"] == 0
+            assert liar_device({"status": status_of(cluster, "InferenceNode", INODE)})["validation"][
+                "reason"
+            ] == "VRAMMismatch"
+
+            # 4. The replacement finally runs and reports: still the same verdict, from fresh data.
             cluster.kubelet.set_behaviour(Behaviour("ok"), label=by_label)
             reports = reconciler.stats["reports"]
             cluster.store.delete(pods, NS, POD, actor="test")

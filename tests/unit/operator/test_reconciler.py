@@ -149,3 +149,22 @@ async def test_work_queue_dedups_and_requeues_dirty_keys() -> None:
     await asyncio.sleep(0.05)
     assert len(queue) == 2
     queue.close()
+
+
+def test_blocked_verdict_is_remembered_from_status_only_when_a_report_made_it() -> None:
+    from gpufleet.controllers.reconciler import _blocked_in_status
+
+    reported = {
+        "index": 0, "uuid": "GPU-1", "product": "NVIDIA GeForce RTX 4090", "vramMiB": 49140,
+        "computeCapability": "8.9", "architecture": "ada",
+        "validation": {"valid": False, "reason": "VRAMMismatch", "message": "reports 49140 MiB"},
+    }
+    remembered = _blocked_in_status(reported)
+    assert remembered is not None
+    assert remembered.carried
+    assert (remembered.verdict.valid, remembered.verdict.reason) == (False, "VRAMMismatch")
+    assert remembered.device.uuid == "GPU-1"
+    pending = {**reported, "validation": {"valid": False, "reason": "AwaitingHardwareReport", "message": ""}}
+    valid = {**reported, "validation": {"valid": True, "reason": "Valid", "message": ""}}
+    no_report = {k: v for k, v in reported.items() if k != "uuid"}
+    assert [_blocked_in_status(e) for e in (pending, valid, no_report, None)] == [None] * 4
