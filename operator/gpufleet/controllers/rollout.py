@@ -719,12 +719,29 @@ def install(
 
     @kopf.on.startup(id="rollout_start", registry=registry)
     async def rollout_start(**kw: Any) -> None:
+        # The core publishes its caches on the memo in both index modes; with
+        # GPUFLEET_INDEXES=local there are no kopf index kwargs for them.
+        if "inode_bodies" in kw:
+            source: Mapping[str, Any] = kw
+        else:
+            core: Any = getattr(kw["memo"], "gpufleet_caches", None)
+            if core is None:
+                raise RuntimeError(
+                    "the rollout controller needs the core's caches: install it into a registry "
+                    "built by handlers.make_registry"
+                )
+            source = {
+                "inode_bodies": core.inodes,
+                "pool_bodies": core.pools,
+                "release_bodies": core.releases,
+                "gpu_nodes": core.nodes,
+            }
         ctl.caches = Caches(
-            inodes=kw["inode_bodies"],
+            inodes=source["inode_bodies"],
             pods=kw["rollout_pods"],
-            pools=kw["pool_bodies"],
-            releases=kw["release_bodies"],
-            nodes=kw["gpu_nodes"],
+            pools=source["pool_bodies"],
+            releases=source["release_bodies"],
+            nodes=source["gpu_nodes"],
         )
         ctl.start(
             KubeClient(
