@@ -70,7 +70,8 @@ def node_rows(inodes: Iterable[Mapping[str, Any]]) -> list[JsonObj]:
                 "lastStableVersion": status.get("lastStableVersion"),
                 "rollout": status.get("rollout"),
                 "rolledBack": rolled_back is not None and rolled_back.get("status") == "True",
-                "rolledBackReason": (rolled_back or {}).get("message") if rolled_back else None,
+                "rolledBackReason": (rolled_back or {}).get("reason"),
+                "rolledBackMessage": (rolled_back or {}).get("message"),
             }
         )
     rows.sort(key=lambda r: str(r["name"]))
