@@ -350,3 +350,29 @@ class KubeClient:
             body=event,
             what=f"event {reason} on {obj.get('kind')} {ns}/{meta.get('name')}",
         )
+
+
+def post_event_soon(
+    client: KubeClient,
+    obj: Mapping[str, Any],
+    type_: str,
+    reason: str,
+    message: str,
+    *,
+    background: set[asyncio.Task[Any]],
+) -> None:
+    """Fire and forget: an Event must never hold up (or fail) a reconcile.
+
+    The task is kept in ``background`` until it ends, so it is not garbage-collected mid-flight
+    and its owner can wait for or cancel the ones still running when it stops.
+    """
+
+    async def post() -> None:
+        try:
+            await client.post_event(obj, type_, reason, message)
+        except Exception as exc:  # best effort by design
+            logger.debug("event %s not posted: %s", reason, exc)
+
+    task = asyncio.create_task(post())
+    background.add(task)
+    task.add_done_callback(background.discard)

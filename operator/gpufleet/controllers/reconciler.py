@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import Any, TypeVar, cast
 
 from gpufleet.conditions import Clock, make_condition, utcnow
-from gpufleet.controllers.kube import AgentUnreachable, ApiError, KubeClient
+from gpufleet.controllers.kube import AgentUnreachable, ApiError, KubeClient, post_event_soon
 from gpufleet.controllers.podwatch import PodInformer
 from gpufleet.controllers.workqueue import WorkQueue
 from gpufleet.devices import (
@@ -317,17 +317,7 @@ class Reconciler:
 
     def _event(self, body: Body, type_: str, reason: str, message: str) -> None:
         """Fire and forget: an Event must never hold up (or fail) a reconcile."""
-        client = self._client()
-
-        async def post() -> None:
-            try:
-                await client.post_event(body, type_, reason, message)
-            except Exception as exc:  # best effort by design
-                logger.debug("event %s not posted: %s", reason, exc)
-
-        task = asyncio.create_task(post())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        post_event_soon(self._client(), body, type_, reason, message, background=self._background)
         self.stats["events"] += 1
 
     # --- InferenceNode --------------------------------------------------------------------

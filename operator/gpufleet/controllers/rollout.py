@@ -30,7 +30,7 @@ import kopf
 
 from gpufleet import API_GROUP, API_VERSION
 from gpufleet.conditions import Clock, Status, set_condition, utcnow
-from gpufleet.controllers.kube import ApiError, KubeClient
+from gpufleet.controllers.kube import ApiError, KubeClient, post_event_soon
 from gpufleet.controllers.workqueue import WorkQueue
 from gpufleet.metrics import METRICS
 from gpufleet.objects import LABEL_INODE, LABEL_MANAGED_BY, MANAGED_BY, InodeView, InvalidObject
@@ -336,17 +336,7 @@ class RolloutController:
         return self.client
 
     def _event(self, body: Body, type_: str, reason: str, message: str) -> None:
-        client = self._client()
-
-        async def post() -> None:
-            try:
-                await client.post_event(body, type_, reason, message)
-            except Exception as exc:  # best effort by design
-                logger.debug("event %s not posted: %s", reason, exc)
-
-        task = asyncio.create_task(post())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        post_event_soon(self._client(), body, type_, reason, message, background=self._background)
 
     # --- views over the caches --------------------------------------------------------------
 
