@@ -8,7 +8,7 @@ a device always gets exactly one stable, machine-readable reason.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict
 
@@ -26,17 +26,8 @@ Reason = Literal[
     "DriverTooOld",
 ]
 
-#: Every reason, in the order the checks run.
-REASONS: tuple[Reason, ...] = (
-    "Valid",
-    "UnknownProduct",
-    "PCIIdMismatch",
-    "ComputeCapabilityMismatch",
-    "VRAMMismatch",
-    "GFDLabelMismatch",
-    "MIGSlice",
-    "DriverTooOld",
-)
+#: Every reason, in the order the checks run (the Literal above lists them in that order).
+REASONS: tuple[Reason, ...] = get_args(Reason)
 
 GFD_PRODUCT = "nvidia.com/gpu.product"
 GFD_MEMORY = "nvidia.com/gpu.memory"
