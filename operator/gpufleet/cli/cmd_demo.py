@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     for noisy in ("kopf", "aiohttp", "gpufleet"):
         logging.getLogger(noisy).setLevel(logging.CRITICAL)
     once = args.once or args.json
-    console = Console()
+    # Piped output (CI logs, files) gets a width the tables fit in, not rich's 80-column default.
+    console = Console() if sys.stdout.isatty() or "COLUMNS" in os.environ else Console(width=120)
     live: Live | None = None
     if not once:
         live = Live(console=console, refresh_per_second=4, transient=False)
