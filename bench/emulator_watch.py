@@ -24,7 +24,7 @@ from typing import Any
 
 import aiohttp
 
-from gpufleet.devcluster import DevCluster, NodeSpec
+from gpufleet_devcluster import DevCluster, NodeSpec
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -89,7 +89,7 @@ async def run(pods: int, concurrency: int, kubelet: bool) -> dict[str, Any]:
                     return len(json.loads(body)["items"]), len(body)
 
             # Server side alone (no HTTP, no client decoding): select and join the cached encodings.
-            from gpufleet.devcluster.selectors import parse_field_selector, parse_label_selector
+            from gpufleet_devcluster.selectors import parse_field_selector, parse_label_selector
 
             pods_rt = cluster.store.resolve("", "v1", "pods")
             for label, sel in [("label_all", "app.kubernetes.io/name=gpufleet-engine"),

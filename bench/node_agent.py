@@ -119,7 +119,7 @@ def run(count: int, profile: str, engine: str, repeat: int = 3) -> dict[str, Any
             "GPUFLEET_MODEL": "Qwen/Qwen3-0.6B",
             "GPUFLEET_ENGINE": engine,
             "GPUFLEET_HARDWARE_PROFILE": profile,
-            "GPUFLEET_ENGINE_LAUNCHER": f"{shlex.quote(sys.executable)} -m tests.fakeengine",
+            "GPUFLEET_ENGINE_LAUNCHER": f"{shlex.quote(sys.executable)} -m gpufleet_fakeengine",
             # Production probe/scrape intervals: their background work is part of the overhead.
             "GPUFLEET_DRAIN_MIN_SECONDS": "0",
         }

@@ -30,8 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gpufleet.devcluster.cluster import DevCluster, NodeSpec
-from gpufleet.devcluster.kubelet import KubeletConfig
+from gpufleet_devcluster.cluster import DevCluster, NodeSpec
+from gpufleet_devcluster.kubelet import KubeletConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 GROUP = "gpufleet.io/v1alpha1"

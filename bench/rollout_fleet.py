@@ -40,9 +40,9 @@ from gpufleet.controllers.handlers import kopf_settings, make_registry
 from gpufleet.controllers.kube import connection_from_kubeconfig
 from gpufleet.controllers.reconciler import Reconciler
 from gpufleet.controllers.rollout import RolloutController, install
-from gpufleet.devcluster.cluster import DevCluster, NodeSpec
-from gpufleet.devcluster.kubelet import KubeletConfig
 from gpufleet.settings import OperatorSettings
+from gpufleet_devcluster.cluster import DevCluster, NodeSpec
+from gpufleet_devcluster.kubelet import KubeletConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 GROUP = "gpufleet.io/v1alpha1"

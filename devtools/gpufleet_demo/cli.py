@@ -46,15 +46,15 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.live import Live
 
-    from gpufleet.demo.runner import Demo
-    from gpufleet.demo.scenario import ScenarioError, default_scenario_text, load_scenario
-    from gpufleet.demo.view import render
+    from gpufleet_demo.runner import Demo
+    from gpufleet_demo.scenario import ScenarioError, default_scenario_text, load_scenario
+    from gpufleet_demo.view import render
 
     if args.print_scenario:
         sys.stdout.write(default_scenario_text())
         return 0
     err = Console(stderr=True)
-    from gpufleet.devcluster.requirements import missing_requirements
+    from gpufleet_devcluster.requirements import missing_requirements
 
     problem = missing_requirements()
     if problem is not None:

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gpufleet.demo.scenario import Rollout, Scenario
-from gpufleet.demo.snapshot import fleet_snapshot
+from gpufleet_demo.scenario import Rollout, Scenario
+from gpufleet_demo.snapshot import fleet_snapshot
 
 JsonObj = dict[str, Any]
 GROUP = "gpufleet.io/v1alpha1"
@@ -240,7 +240,7 @@ class Demo:
         return phase.outcome
 
     def _set_behaviour(self, rollout: Rollout) -> None:
-        from gpufleet.devcluster import Behaviour
+        from gpufleet_devcluster import Behaviour
 
         self._cluster.kubelet.set_behaviour(Behaviour(rollout.behaviour), image=rollout.image)
 
@@ -254,7 +254,7 @@ class Demo:
     # ------------------------------------------------------------------ run
 
     async def run(self, *, keep_running: bool = False) -> DemoResult:
-        from gpufleet.devcluster import DevCluster, KubeletConfig, NodeSpec
+        from gpufleet_devcluster import DevCluster, KubeletConfig, NodeSpec
 
         started = time.monotonic()
         self._cluster = DevCluster(

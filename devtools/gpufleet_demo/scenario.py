@@ -107,7 +107,7 @@ def parse_scenario(text: str, *, source: str = "<scenario>") -> Scenario:
 
 
 def default_scenario_text() -> str:
-    return resources.files("gpufleet.demo").joinpath("scenario.yaml").read_text()
+    return resources.files("gpufleet_demo").joinpath("scenario.yaml").read_text()
 
 
 def load_scenario(path: Path | None = None) -> Scenario:

@@ -4,13 +4,13 @@ See docs/devcluster.md. The real `kubernetes` client and kopf talk to it unmodif
 kubeconfig it writes.
 """
 
-from gpufleet.devcluster.agents import PROFILE_ANNOTATION, Agents
-from gpufleet.devcluster.cluster import DevCluster, NodeSpec, ThreadedCluster, env_with_kubeconfig
-from gpufleet.devcluster.errors import APIError
-from gpufleet.devcluster.kubelet import Behaviour, Kubelet, KubeletConfig
-from gpufleet.devcluster.process import ProcessCluster
-from gpufleet.devcluster.server import RequestLog
-from gpufleet.devcluster.store import Event, Store
+from gpufleet_devcluster.agents import PROFILE_ANNOTATION, Agents
+from gpufleet_devcluster.cluster import DevCluster, NodeSpec, ThreadedCluster, env_with_kubeconfig
+from gpufleet_devcluster.errors import APIError
+from gpufleet_devcluster.kubelet import Behaviour, Kubelet, KubeletConfig
+from gpufleet_devcluster.process import ProcessCluster
+from gpufleet_devcluster.server import RequestLog
+from gpufleet_devcluster.store import Event, Store
 
 __all__ = [
     "PROFILE_ANNOTATION",

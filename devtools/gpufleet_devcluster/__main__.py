@@ -1,4 +1,4 @@
-"""`python -m gpufleet.devcluster --kubeconfig-out FILE`: run the emulator until interrupted."""
+"""`python -m gpufleet_devcluster --kubeconfig-out FILE`: run the emulator until interrupted."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import signal
 import sys
 from pathlib import Path
 
-from gpufleet.devcluster.cluster import DEFAULT_CRD_DIR, DevCluster, NodeSpec
-from gpufleet.devcluster.process import tune_gc
+from gpufleet_devcluster.cluster import DEFAULT_CRD_DIR, DevCluster, NodeSpec
+from gpufleet_devcluster.process import tune_gc
 
 
 def parse_node(text: str) -> NodeSpec:
@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m gpufleet.devcluster",
+        prog="python -m gpufleet_devcluster",
         description="Run the gpufleet Kubernetes API emulator with simulated GPU nodes until interrupted.",
     )
     add_arguments(parser)

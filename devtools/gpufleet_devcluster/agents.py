@@ -15,10 +15,10 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from gpufleet.devcluster.errors import APIError
-from gpufleet.devcluster.kubelet import Kubelet
-from gpufleet.devcluster.resources import JsonObj
-from gpufleet.devcluster.store import Store
+from gpufleet_devcluster.errors import APIError
+from gpufleet_devcluster.kubelet import Kubelet
+from gpufleet_devcluster.resources import JsonObj
+from gpufleet_devcluster.store import Store
 
 PROFILE_ANNOTATION = "devcluster.gpufleet.io/profile"
 _PER_POD_ENV = ("GPUFLEET_POOL", "GPUFLEET_NODE")

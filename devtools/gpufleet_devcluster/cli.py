@@ -1,6 +1,6 @@
 """`gpufleet devcluster`: run the Kubernetes API emulator with simulated GPU nodes until interrupted.
 
-The same as `python -m gpufleet.devcluster`; arguments are declared here without importing the
+The same as `python -m gpufleet_devcluster`; arguments are declared here without importing the
 emulator so that `gpufleet --help` stays fast.
 """
 
@@ -34,14 +34,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def handle(args: argparse.Namespace) -> int:
-    from gpufleet.devcluster.requirements import missing_requirements
+    from gpufleet_devcluster.requirements import missing_requirements
 
     problem = missing_requirements()
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    from gpufleet.devcluster.__main__ import parse_node, run
-    from gpufleet.devcluster.cluster import DEFAULT_CRD_DIR
+    from gpufleet_devcluster.__main__ import parse_node, run
+    from gpufleet_devcluster.cluster import DEFAULT_CRD_DIR
 
     try:
         args.nodes = [parse_node(n) for n in args.nodes] if args.nodes else None

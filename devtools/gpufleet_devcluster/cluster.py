@@ -16,20 +16,20 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
-from gpufleet.devcluster.agents import PROFILE_ANNOTATION, Agents, ReportSource, profile_report
-from gpufleet.devcluster.errors import APIError
-from gpufleet.devcluster.kubelet import Kubelet, KubeletConfig
-from gpufleet.devcluster.resources import JsonObj
-from gpufleet.devcluster.server import APIServer, RequestLog
-from gpufleet.devcluster.store import Entry, Store, Validator
-from gpufleet.devcluster.validation import schema_validator
+from gpufleet_devcluster.agents import PROFILE_ANNOTATION, Agents, ReportSource, profile_report
+from gpufleet_devcluster.errors import APIError
+from gpufleet_devcluster.kubelet import Kubelet, KubeletConfig
+from gpufleet_devcluster.resources import JsonObj
+from gpufleet_devcluster.server import APIServer, RequestLog
+from gpufleet_devcluster.store import Entry, Store, Validator
+from gpufleet_devcluster.validation import schema_validator
 
 if TYPE_CHECKING:
-    from gpufleet.devcluster.process import ProcessCluster
+    from gpufleet_devcluster.process import ProcessCluster
 
 T = TypeVar("T")
 
-DEFAULT_CRD_DIR = Path(__file__).resolve().parents[3] / "crds"
+DEFAULT_CRD_DIR = Path(__file__).resolve().parents[2] / "crds"
 
 
 @dataclass(frozen=True)
@@ -268,7 +268,7 @@ class DevCluster:
 
     def run_in_process(self) -> ProcessCluster:
         """Run the same cluster in a child process (its own GIL): for benchmarks of code under test."""
-        from gpufleet.devcluster.process import ProcessCluster
+        from gpufleet_devcluster.process import ProcessCluster
 
         return ProcessCluster(self.init_kwargs)
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Literal
 
-from gpufleet.devcluster.errors import APIError
-from gpufleet.devcluster.resources import JsonObj
-from gpufleet.devcluster.store import Event, Store, now_rfc3339
+from gpufleet_devcluster.errors import APIError
+from gpufleet_devcluster.resources import JsonObj
+from gpufleet_devcluster.store import Event, Store, now_rfc3339
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from gpufleet.devcluster.errors import APIError
+from gpufleet_devcluster.errors import APIError
 
 
 def clone(value: Any) -> Any:

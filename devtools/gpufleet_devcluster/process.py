@@ -44,7 +44,7 @@ def _resolve(root: Any, path: str) -> Any:
 
 
 def _child(kwargs: dict[str, Any], conn: multiprocessing.connection.Connection) -> None:
-    from gpufleet.devcluster.cluster import DevCluster
+    from gpufleet_devcluster.cluster import DevCluster
 
     async def serve() -> None:
         cluster = DevCluster(**kwargs)

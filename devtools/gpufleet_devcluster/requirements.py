@@ -14,5 +14,5 @@ def missing_requirements() -> str | None:
         return None
     return (
         f"the API emulator needs {', '.join(missing)} to validate custom resources like a real API "
-        "server; install them with: pip install 'gpufleet[demo]'"
+        "server; install the devtools distribution: pip install -e ./devtools"
     )

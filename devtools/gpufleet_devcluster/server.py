@@ -12,11 +12,11 @@ from typing import Any
 
 from aiohttp import web
 
-from gpufleet.devcluster.errors import APIError
-from gpufleet.devcluster.resources import JsonObj, ResourceType
-from gpufleet.devcluster.selectors import parse_field_selector, parse_label_selector
-from gpufleet.devcluster.store import Entry, Store, Watcher
-from gpufleet.devcluster.tables import table, wants_table
+from gpufleet_devcluster.errors import APIError
+from gpufleet_devcluster.resources import JsonObj, ResourceType
+from gpufleet_devcluster.selectors import parse_field_selector, parse_label_selector
+from gpufleet_devcluster.store import Entry, Store, Watcher
+from gpufleet_devcluster.tables import table, wants_table
 
 logger = logging.getLogger(__name__)
 

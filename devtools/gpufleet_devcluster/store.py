@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from gpufleet.devcluster import errors
-from gpufleet.devcluster.errors import APIError
-from gpufleet.devcluster.patch import json_patch, merge_patch, strategic_merge_patch
-from gpufleet.devcluster.resources import CRDError, JsonObj, ResourceType, builtin_types, types_from_crd
-from gpufleet.devcluster.selectors import FieldSelector, LabelSelector
+from gpufleet_devcluster import errors
+from gpufleet_devcluster.errors import APIError
+from gpufleet_devcluster.patch import json_patch, merge_patch, strategic_merge_patch
+from gpufleet_devcluster.resources import CRDError, JsonObj, ResourceType, builtin_types, types_from_crd
+from gpufleet_devcluster.selectors import FieldSelector, LabelSelector
 
 ObjKey = tuple[str, str]  # (namespace or "", name)
 

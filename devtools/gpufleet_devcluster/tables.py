@@ -14,7 +14,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from gpufleet.devcluster.resources import JsonObj, ResourceType
+from gpufleet_devcluster.resources import JsonObj, ResourceType
 
 
 def wants_table(accept: str) -> bool:

@@ -8,9 +8,9 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
-from gpufleet.devcluster import errors
-from gpufleet.devcluster.fastcheck import Check, Unsupported, compile_check
-from gpufleet.devcluster.resources import JsonObj, ResourceType
+from gpufleet_devcluster import errors
+from gpufleet_devcluster.fastcheck import Check, Unsupported, compile_check
+from gpufleet_devcluster.resources import JsonObj, ResourceType
 
 if TYPE_CHECKING:
     from gpufleet.api.validation import CompiledCRD

@@ -1,5 +1,5 @@
-"""``python -m tests.fakeengine <real engine command...>``."""
+"""``python -m gpufleet_fakeengine <real engine command...>``."""
 
-from tests.fakeengine.engine import main
+from gpufleet_fakeengine.engine import main
 
 raise SystemExit(main())

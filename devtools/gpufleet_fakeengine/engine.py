@@ -1,6 +1,6 @@
 """A fake vLLM / SGLang server: their health, models, completions and metrics, with failure switches.
 
-Run as ``python -m tests.fakeengine <the real engine command line...>``: the agent's launcher override
+Run as ``python -m gpufleet_fakeengine <the real engine command line...>``: the agent's launcher override
 puts it in front of the command it would have run, so the fake reads the flavour, port and model from
 that real command line (and records it so tests can check what the agent built).
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-LAUNCHER = f"{shlex.quote(sys.executable)} -m tests.fakeengine"
+LAUNCHER = f"{shlex.quote(sys.executable)} -m gpufleet_fakeengine"
 
 
 def free_port() -> int:

@@ -3,14 +3,18 @@
 Each sub-command lives in its own module ``gpufleet/cli/cmd_<name>.py`` exposing
 ``register(subparsers) -> None``; modules are discovered here so that new commands
 never need to edit a shared file. Register functions must stay cheap: import heavy
-dependencies (kopf, the emulator) inside the command's handler, not at module level.
-The node agent's `gpufleet-node` discovers its commands the same way.
+dependencies (kopf, the router's proxy) inside the command's handler, not at module level.
+
+Commands of other distributions (the `gpufleet-devtools` distribution's `demo` and
+`devcluster`) plug in through the entry-point group ``gpufleet.commands``: the product never
+imports the emulator or the demo, they import the product.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import pkgutil
 import sys
 from collections.abc import Sequence
@@ -24,6 +28,17 @@ def register_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], 
     for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
         if info.name.startswith("cmd_"):
             importlib.import_module(f"{package.__name__}.{info.name}").register(sub)
+
+
+ENTRY_POINT_GROUP = "gpufleet.commands"
+
+
+def register_plugin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the commands other installed distributions declare in ``gpufleet.commands``."""
+    taken = set(sub.choices)
+    for entry in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        if entry.name not in taken:
+            entry.load()(sub)
 
 
 def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
@@ -47,11 +62,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gpufleet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     register_commands(sub, sys.modules[__name__])
+    register_plugin_commands(sub)
     return parser
 
 
+DEVTOOLS_COMMANDS = ("demo", "devcluster")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_command(build_parser(), argv)
+    parser = build_parser()
+    args = list(sys.argv[1:] if argv is None else argv)
+    sub_choices = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    if args and args[0] in DEVTOOLS_COMMANDS and args[0] not in sub_choices:
+        print(
+            f"gpufleet: '{args[0]}' comes with the gpufleet-devtools distribution (the API emulator and "
+            "the demo); install it from a source checkout with: pip install -e ./devtools",
+            file=sys.stderr,
+        )
+        return 2
+    return run_command(parser, args)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -117,3 +117,86 @@ class PointsLedger:
 
     def leaderboard(self) -> list[tuple[str, int]]:
         return sorted(self._totals.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+# --- points from the running fleet (epoch controller) ---------------------------------------------
+#: Model size assumed when neither the settings' table nor the model name gives one (1B).
+DEFAULT_PARAMS_MILLIONS = 1_000
+
+_SIZE_RE = re.compile(r"(?<![0-9.])(?:([0-9]+)x)?([0-9]+)(?:\.([0-9]+))?([bBmM])(?![a-zA-Z])")
+
+
+def model_params_millions(
+    model: str, table: Mapping[str, int] | None = None, default: int = DEFAULT_PARAMS_MILLIONS
+) -> tuple[int, str]:
+    """Parameters of ``model`` in millions and where the number came from.
+
+    The settings' table wins (exact model id, then the id's last path part); otherwise the size
+    in the name (``Llama-3.1-8B-Instruct`` -> 8,000; ``Qwen2.5-0.5B`` -> 500; ``Mixtral-8x7B`` ->
+    56,000, all experts: a table entry can say the active size instead); otherwise ``default``.
+    """
+    table = table or {}
+    short = model.rsplit("/", 1)[-1]
+    for name in (model, short):
+        if name in table:
+            return table[name], "table"
+    matches = list(_SIZE_RE.finditer(short))
+    if matches:
+        experts, whole, frac, unit = matches[-1].groups()
+        scale = 1_000 if unit in "bB" else 1
+        frac = frac or ""
+        millions = (int(whole) * 10 ** len(frac) + int(frac or "0")) * scale // 10 ** len(frac)
+        millions *= int(experts) if experts else 1
+        if millions > 0:
+            return millions, "name"
+    return default, "default"
+
+
+def compute_micro_points(tokens: int, params_millions: int) -> int:
+    """Compute points for ``tokens`` processed by a model: 1 point per 1,000 tokens per 1B params.
+
+    In micro-points that is exactly ``tokens x parameters in millions``.
+    """
+    if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
+        raise InvalidInput(f"tokens must be a non-negative integer, got {tokens!r}")
+    if isinstance(params_millions, bool) or not isinstance(params_millions, int) or params_millions < 1:
+        raise InvalidInput(f"model size must be a positive integer of millions, got {params_millions!r}")
+    return tokens * params_millions
+
+
+def pool_compute_points(
+    tokens_by_model: Mapping[str, int], table: Mapping[str, int] | None = None,
+    default: int = DEFAULT_PARAMS_MILLIONS,
+) -> int:
+    """Micro-points of a pool from its tokens per model."""
+    return sum(
+        compute_micro_points(tokens, model_params_millions(model, table, default)[0])
+        for model, tokens in tokens_by_model.items()
+    )
+
+
+def parse_signed_points(value: object, *, what: str = "points") -> int:
+    """A bonus (or, with a leading ``-``, a correction) in micro-points; never zero."""
+    text = value if isinstance(value, str) else None
+    if text is not None and text.strip().startswith("-"):
+        micro = -parse_points(text.strip()[1:], what=what)
+    else:
+        micro = parse_points(value, what=what)
+    if micro == 0:
+        raise InvalidInput(f"{what} must not be zero")
+    return micro
+
+
+def apply_award(total_micro: int, award_micro: int, *, pool: str = "the pool") -> int:
+    """The pool's total after an award; a correction may never take the total below zero."""
+    after = total_micro + award_micro
+    if after < 0:
+        raise InvalidInput(
+            f"award of {format_signed_points(award_micro)} points would take {pool}'s total from "
+            f"{format_points(total_micro)} to {format_signed_points(after)}; totals are never negative"
+        )
+    return after
+
+
+def format_signed_points(micro: int) -> str:
+    return ("-" if micro < 0 else "") + format_points(abs(micro))

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
-from gpufleet.devcluster import DevCluster, KubeletConfig, NodeSpec, ThreadedCluster
+from gpufleet_devcluster import DevCluster, KubeletConfig, NodeSpec, ThreadedCluster
 
 ROOT = Path(__file__).resolve().parents[3]
 CRDS = ROOT / "crds"

@@ -8,7 +8,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from gpufleet.devcluster import ThreadedCluster
+from gpufleet_devcluster import ThreadedCluster
 from tests.integration.devcluster.conftest import pod_body
 
 

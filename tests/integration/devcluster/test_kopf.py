@@ -10,7 +10,7 @@ from typing import Any
 import kopf
 import pytest
 
-from gpufleet.devcluster import DevCluster
+from gpufleet_devcluster import DevCluster
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "devcluster"
 

@@ -12,7 +12,7 @@ from aiohttp import web
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from gpufleet.devcluster import PROFILE_ANNOTATION, Behaviour, DevCluster, NodeSpec, ThreadedCluster
+from gpufleet_devcluster import PROFILE_ANNOTATION, Behaviour, DevCluster, NodeSpec, ThreadedCluster
 from tests.integration.devcluster.conftest import pod_body
 
 

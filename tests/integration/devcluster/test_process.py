@@ -7,7 +7,7 @@ import time
 import pytest
 from kubernetes import client, config
 
-from gpufleet.devcluster import Behaviour, DevCluster, NodeSpec
+from gpufleet_devcluster import Behaviour, DevCluster, NodeSpec
 from tests.integration.devcluster.conftest import CRDS, pod_body
 
 

@@ -15,8 +15,8 @@ from typing import Any
 
 from kubernetes import client
 
-from gpufleet.devcluster import ThreadedCluster
-from tests.fakeengine.harness import LAUNCHER, REPO_ROOT, child_env, free_port
+from gpufleet_devcluster import ThreadedCluster
+from gpufleet_fakeengine.harness import LAUNCHER, REPO_ROOT, child_env, free_port
 from tests.integration.devcluster.conftest import pod_body
 
 MODEL = "Qwen/Qwen3-0.6B"

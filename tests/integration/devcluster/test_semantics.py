@@ -11,7 +11,7 @@ import pytest
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
-from gpufleet.devcluster import DevCluster, ThreadedCluster
+from gpufleet_devcluster import DevCluster, ThreadedCluster
 from tests.integration.devcluster.conftest import pod_body
 
 WIDGET = ("example.com", "v1", "default", "widgets")

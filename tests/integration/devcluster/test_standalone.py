@@ -1,4 +1,4 @@
-"""`python -m gpufleet.devcluster --kubeconfig-out FILE` serves until interrupted."""
+"""`python -m gpufleet_devcluster --kubeconfig-out FILE` serves until interrupted."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def test_standalone_server_writes_kubeconfig_and_serves_gpu_nodes(tmp_path: Path
         [
             sys.executable,
             "-m",
-            "gpufleet.devcluster",
+            "gpufleet_devcluster",
             "--kubeconfig-out",
             str(kubeconfig),
             "--node",
@@ -54,7 +54,7 @@ def test_standalone_server_writes_kubeconfig_and_serves_gpu_nodes(tmp_path: Path
 
 def test_bad_node_argument_is_a_clear_error() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "gpufleet.devcluster", "--kubeconfig-out", "/dev/null", "--node", "=h100"],
+        [sys.executable, "-m", "gpufleet_devcluster", "--kubeconfig-out", "/dev/null", "--node", "=h100"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -68,7 +68,7 @@ def test_unknown_profile_is_a_clear_error(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "gpufleet.devcluster",
+            "gpufleet_devcluster",
             "--kubeconfig-out",
             str(tmp_path / "k"),
             "--node",

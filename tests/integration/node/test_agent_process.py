@@ -18,7 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gpufleet.hardware.profiles import load_profile
-from tests.fakeengine.harness import LAUNCHER, REPO_ROOT, child_env, free_port
+from gpufleet_fakeengine.harness import LAUNCHER, REPO_ROOT, child_env, free_port
 
 MODEL = "Qwen/Qwen3-0.6B"
 FAST_ENV = {

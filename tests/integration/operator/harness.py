@@ -11,8 +11,8 @@ import kopf
 
 from gpufleet.controllers.handlers import kopf_settings, make_registry
 from gpufleet.controllers.reconciler import Reconciler
-from gpufleet.devcluster.cluster import DevCluster
 from gpufleet.settings import OperatorSettings
+from gpufleet_devcluster.cluster import DevCluster
 
 GROUP = "gpufleet.io/v1alpha1"
 NS = "fleet"

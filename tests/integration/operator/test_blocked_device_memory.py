@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from gpufleet.devcluster.cluster import DevCluster, NodeSpec
-from gpufleet.devcluster.kubelet import Behaviour
-from gpufleet.devcluster.store import Event
+from gpufleet_devcluster.cluster import DevCluster, NodeSpec
+from gpufleet_devcluster.kubelet import Behaviour
+from gpufleet_devcluster.store import Event
 from tests.integration.operator.harness import NS, inode, pool, release, running_operator, status_of
 
 INODE = "box-liar"

@@ -12,7 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from gpufleet.devcluster.cluster import DevCluster, NodeSpec
+from gpufleet_devcluster.cluster import DevCluster, NodeSpec
 from tests.integration.operator.harness import NS, inode, pool, release
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from gpufleet.controllers.kube import KubeClient, connection_from_kubeconfig
 from gpufleet.controllers.podwatch import PodCache, PodInformer
-from gpufleet.devcluster.cluster import DevCluster
 from gpufleet.objects import PodView
+from gpufleet_devcluster.cluster import DevCluster
 from tests.integration.operator.harness import NS
 
 

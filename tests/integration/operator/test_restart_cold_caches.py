@@ -11,8 +11,8 @@ import asyncio
 import random
 from typing import Any
 
-from gpufleet.devcluster import DevCluster, KubeletConfig, NodeSpec
-from gpufleet.devcluster.store import Event
+from gpufleet_devcluster import DevCluster, KubeletConfig, NodeSpec
+from gpufleet_devcluster.store import Event
 from tests.integration.rollout.harness import CRDS, Operator, fleet_on, inode, pool, quiet_logs, release
 
 KUBELET = KubeletConfig(start_delay=0.05, ready_delay=0.1, termination_delay=0.02, crash_backoff=0.05)

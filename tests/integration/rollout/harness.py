@@ -22,9 +22,9 @@ from gpufleet.controllers.handlers import kopf_settings, make_registry
 from gpufleet.controllers.kube import connection_from_kubeconfig
 from gpufleet.controllers.reconciler import Reconciler
 from gpufleet.controllers.rollout import RolloutController, install
-from gpufleet.devcluster import DevCluster
-from gpufleet.devcluster.store import Event
 from gpufleet.settings import OperatorSettings
+from gpufleet_devcluster import DevCluster
+from gpufleet_devcluster.store import Event
 
 ROOT = Path(__file__).resolve().parents[3]
 CRDS = ROOT / "crds"

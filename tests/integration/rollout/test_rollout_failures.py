@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from gpufleet.devcluster import Behaviour, DevCluster, KubeletConfig, NodeSpec
+from gpufleet_devcluster import Behaviour, DevCluster, KubeletConfig, NodeSpec
 from tests.integration.rollout.harness import (
     CRDS,
     NS,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from gpufleet.devcluster import DevCluster, KubeletConfig, NodeSpec
+from gpufleet_devcluster import DevCluster, KubeletConfig, NodeSpec
 from tests.integration.rollout.harness import (
     CRDS,
     NS,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gpufleet.demo.scenario import ScenarioError, default_scenario_text, load_scenario, parse_scenario
+from gpufleet_demo.scenario import ScenarioError, default_scenario_text, load_scenario, parse_scenario
 
 
 def test_default_scenario_has_the_announcement_example() -> None:

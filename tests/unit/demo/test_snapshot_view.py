@@ -6,8 +6,8 @@ from typing import Any
 
 from rich.console import Console
 
-from gpufleet.demo.snapshot import fleet_snapshot
-from gpufleet.demo.view import render
+from gpufleet_demo.snapshot import fleet_snapshot
+from gpufleet_demo.view import render
 
 
 def _inode(name: str, pool: str, devices: list[dict[str, Any]], **status: Any) -> dict[str, Any]:

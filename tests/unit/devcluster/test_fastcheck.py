@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpufleet.api.validation import CompiledCRD, apply_defaults
-from gpufleet.devcluster.fastcheck import Unsupported, compile_check
-from gpufleet.devcluster.validation import _status_only
+from gpufleet_devcluster.fastcheck import Unsupported, compile_check
+from gpufleet_devcluster.validation import _status_only
 
 CRD = yaml.safe_load(
     (Path(__file__).resolve().parents[3] / "crds" / "gpufleet.io_inferencenodes.yaml").read_text()

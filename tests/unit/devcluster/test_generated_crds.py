@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gpufleet.devcluster.cluster import DEFAULT_CRD_DIR, generated_crds, load_crds
+from gpufleet_devcluster.cluster import DEFAULT_CRD_DIR, generated_crds, load_crds
 
 
 def test_generated_crds_equal_the_checked_in_files() -> None:

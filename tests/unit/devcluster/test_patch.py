@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gpufleet.devcluster.errors import APIError
-from gpufleet.devcluster.patch import json_patch, merge_patch, strategic_merge_patch
+from gpufleet_devcluster.errors import APIError
+from gpufleet_devcluster.patch import json_patch, merge_patch, strategic_merge_patch
 
 
 @pytest.mark.parametrize(

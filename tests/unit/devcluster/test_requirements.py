@@ -7,7 +7,7 @@ import importlib.util
 import pytest
 
 from gpufleet.cli import main
-from gpufleet.devcluster import requirements
+from gpufleet_devcluster import requirements
 
 
 def test_nothing_missing_in_the_test_environment() -> None:
@@ -26,4 +26,4 @@ def test_commands_explain_a_missing_extra(
     captured = capsys.readouterr()
     text = captured.out + captured.err
     assert "cel-python" in text
-    assert "gpufleet[demo]" in text
+    assert "pip install -e ./devtools" in text

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gpufleet.devcluster.errors import APIError
-from gpufleet.devcluster.selectors import parse_field_selector, parse_label_selector
+from gpufleet_devcluster.errors import APIError
+from gpufleet_devcluster.selectors import parse_field_selector, parse_label_selector
 
 
 @pytest.mark.parametrize(

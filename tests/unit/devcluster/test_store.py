@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gpufleet.devcluster.errors import APIError
-from gpufleet.devcluster.selectors import parse_field_selector, parse_label_selector
-from gpufleet.devcluster.store import Event, Store
+from gpufleet_devcluster.errors import APIError
+from gpufleet_devcluster.selectors import parse_field_selector, parse_label_selector
+from gpufleet_devcluster.store import Event, Store
 
 
 class Invariants:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gpufleet.devcluster.resources import builtin_types, types_from_crd
-from gpufleet.devcluster.tables import jsonpath, table
+from gpufleet_devcluster.resources import builtin_types, types_from_crd
+from gpufleet_devcluster.tables import jsonpath, table
 
 OBJ = {
     "metadata": {"name": "n", "creationTimestamp": "2026-01-01T00:00:00Z"},

@@ -41,8 +41,8 @@ def test_empty_command_is_an_error() -> None:
 
 def test_launcher_prefixes_the_unchanged_command() -> None:
     real = ["/opt/venvs/vllm/bin/vllm", "serve", "m", "--port", "8000"]
-    assert apply_launcher(real, "/usr/bin/python3 -m tests.fakeengine") == [
-        "/usr/bin/python3", "-m", "tests.fakeengine", *real,
+    assert apply_launcher(real, "/usr/bin/python3 -m gpufleet_fakeengine") == [
+        "/usr/bin/python3", "-m", "gpufleet_fakeengine", *real,
     ]
     assert apply_launcher(real, None) == real
     with pytest.raises(ValueError, match="empty"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gpufleet.hardware.engine_select import engine_command
-from tests.fakeengine.engine import UsageError, parse_command
+from gpufleet_fakeengine.engine import UsageError, parse_command
 
 
 @pytest.mark.parametrize("engine", ["vllm", "sglang"])

@@ -11,11 +11,11 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
+from gpufleet_fakeengine.harness import free_port
 from gpufleet_node.cli import main as node_main
 from gpufleet_node.cmd_probe import handle as probe
 from gpufleet_node.metrics import AgentMetrics
 from gpufleet_node.server import StatusServer, build_app
-from tests.fakeengine.harness import free_port
 
 
 class State:

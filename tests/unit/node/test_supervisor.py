@@ -13,12 +13,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from gpufleet_fakeengine.harness import child_env, fake_argv, free_port
 from gpufleet_node.config import Timings
 from gpufleet_node.engines import FLAVOURS
 from gpufleet_node.metrics import AgentMetrics
 from gpufleet_node.policy import RestartPolicy
 from gpufleet_node.supervisor import EngineClient, State, Supervisor, check_completion, reap_orphans
-from tests.fakeengine.harness import child_env, fake_argv, free_port
 
 MODEL = "Qwen/Qwen3-0.6B"
 FAST = Timings(
