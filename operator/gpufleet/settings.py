@@ -114,6 +114,9 @@ class OperatorSettings(BaseSettings):
         default=None, description="Namespace the operator runs in (for Events about cluster-scoped objects)."
     )
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Operator log lines as text for people or JSON for log pipelines."
+    )
 
     @property
     def namespaces(self) -> list[str]:
