@@ -112,6 +112,57 @@ def agent_document(pod: JsonObj, node: JsonObj, report: JsonObj) -> JsonObj:
     return {"report": visible, "validation": validation, "engine": {"requested": engine_env}}
 
 
+def agent_answer(path: str, hardware: bytes, *, up: bool, engine: str) -> tuple[int, str, bytes]:
+    """(status, content type, body) of a running simulated agent for `path`.
+
+    Shared by the emulator's pod proxy and the real control plane's agent server, so both
+    backends answer alike. `hardware` is the pod's /v1/hardware body; `up` says whether the
+    simulated engine is up (its container ready).
+    """
+    if path == "/livez":
+        return 200, "text/plain", b"ok\n"
+    if path == "/readyz":
+        blocked = json.loads(hardware).get("blocked")
+        ready = up and not blocked
+        state = "Ready" if ready else ("Blocked" if blocked else "Starting")
+        reason = blocked["reason"] if blocked else ("EngineReady" if ready else "EngineNotReady")
+        body = {"ready": ready, "state": state, "reason": reason, "engine": engine}
+        return (200 if ready else 503), "application/json", json.dumps(body).encode()
+    if path == "/v1/hardware":
+        return 200, "application/json", hardware
+    if path == "/metrics":
+        gauge = 1 if up else 0
+        text = f"# TYPE gpufleet_agent_engine_up gauge\ngpufleet_agent_engine_up {gauge}\n"
+        return 200, "text/plain", text.encode()
+    return 404, "text/plain", b"404 page not found\n"
+
+
+def planned_document(plans: dict[tuple[str, str], JsonObj], profile: str, env: dict[str, str]) -> JsonObj:
+    """The agent's plan, shared by pods that differ only in pool and node name (the expensive
+    part, detection + validation + engine selection, does not depend on them); `plans` is the cache."""
+    shared = {k: v for k, v in env.items() if k not in _PER_POD_ENV}
+    key = (profile, json.dumps(shared, sort_keys=True))
+    plan = plans.get(key)
+    if plan is None:
+        if len(plans) > 10_000:
+            plans.clear()
+        plan = plans[key] = node_agent_document(
+            {"spec": {"containers": [{"env": [{"name": k, "value": v} for k, v in shared.items()]}]}},
+            profile,
+        )
+    agent = plan.get("agent")
+    if not isinstance(agent, dict) or "pool" not in agent:
+        return plan
+    return {
+        **plan,
+        "agent": {
+            **agent,
+            "pool": env.get("GPUFLEET_POOL") or None,
+            "node": env.get("GPUFLEET_NODE") or None,
+        },
+    }
+
+
 class Agents:
     """Answers pod-proxy requests for engine pods."""
 
@@ -167,31 +218,11 @@ class Agents:
                 "ServiceUnavailable",
                 f"error trying to reach service: dial tcp {ip}:{port}: connect: connection refused",
             )
-        if path == "/livez":
-            return web.Response(text="ok\n")
-        if path == "/readyz":
-            blocked = json.loads(self._hardware(pod)).get("blocked")
-            up = self.kubelet.engine_up(*key) and not blocked
-            state = "Ready" if up else ("Blocked" if blocked else "Starting")
-            reason = blocked["reason"] if blocked else ("EngineReady" if up else "EngineNotReady")
-            return web.json_response(
-                {
-                    "ready": up,
-                    "state": state,
-                    "reason": reason,
-                    "engine": pod_env(pod, "GPUFLEET_ENGINE") or "auto",
-                },
-                status=200 if up else 503,
-            )
-        if path == "/v1/hardware":
-            return web.Response(body=self._hardware(pod), content_type="application/json")
-        if path == "/metrics":
-            gauge = 1 if self.kubelet.engine_up(*key) else 0
-            return web.Response(
-                text=f"# TYPE gpufleet_agent_engine_up gauge\ngpufleet_agent_engine_up {gauge}\n",
-                content_type="text/plain",
-            )
-        return web.Response(status=404, text="404 page not found\n")
+        status, content_type, body = agent_answer(
+            path, self._hardware(pod) if path in ("/readyz", "/v1/hardware") else b"{}",
+            up=self.kubelet.engine_up(*key), engine=pod_env(pod, "GPUFLEET_ENGINE") or "auto",
+        )
+        return web.Response(body=body, status=status, content_type=content_type)
 
     def _hardware(self, pod: JsonObj) -> bytes:
         """The pod's /v1/hardware body, cached per node version, profile and pod environment."""
@@ -221,29 +252,7 @@ class Agents:
         return body
 
     def _planned(self, pod: JsonObj, profile: str, env: dict[str, str]) -> JsonObj:
-        """The agent's plan, shared by pods that differ only in pool and node name (the expensive
-        part, detection + validation + engine selection, does not depend on them)."""
-        shared = {k: v for k, v in env.items() if k not in _PER_POD_ENV}
-        key = (profile, json.dumps(shared, sort_keys=True))
-        plan = self._plans.get(key)
-        if plan is None:
-            if len(self._plans) > 10_000:
-                self._plans.clear()
-            plan = self._plans[key] = node_agent_document(
-                {"spec": {"containers": [{"env": [{"name": k, "value": v} for k, v in shared.items()]}]}},
-                profile,
-            )
-        agent = plan.get("agent")
-        if not isinstance(agent, dict) or "pool" not in agent:
-            return plan
-        return {
-            **plan,
-            "agent": {
-                **agent,
-                "pool": env.get("GPUFLEET_POOL") or None,
-                "node": env.get("GPUFLEET_NODE") or None,
-            },
-        }
+        return planned_document(self._plans, profile, env)
 
     async def _forward(self, request: web.Request, url: str) -> web.StreamResponse:
         if self._session is None:
