@@ -9,8 +9,10 @@ defines it as follows (docs/economics.md has the worked example):
 * pool ``p`` receives ``floor(E * w_p / W)`` base units of the emission ``E``, and the base units
   left over by rounding go one each to the pools with the largest remainders (ties: the order of
   the pools' addresses in the reward tree), so the split always sums to exactly ``E``;
-* if no pool has both work and stake, the emission is split by stake alone, and if no pool has
-  stake either, equally; with no pools at all nothing is split.
+* if no pool has both work and stake, the emission is split by work alone (work was done, but
+  only by unstaked pools: paying idle staked pools instead would reward nobody's work), then by
+  stake alone (nobody worked), and if no pool has stake either, equally; with no pools at all
+  nothing is split.
 """
 
 from __future__ import annotations
@@ -66,6 +68,8 @@ def split_emission(total: int, pools: Sequence[PoolActivity]) -> dict[str, int]:
     if len(set(addresses)) != len(addresses):
         raise InvalidInput("each pool may appear once in an epoch's activity")
     weights = {p.address: p.work * p.stake for p in pools}
+    if sum(weights.values()) == 0:
+        weights = {p.address: p.work for p in pools}
     if sum(weights.values()) == 0:
         weights = {p.address: p.stake for p in pools}
     if sum(weights.values()) == 0:

@@ -9,6 +9,7 @@ totals can be asked "as of" any moment.
 from __future__ import annotations
 
 import bisect
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
