@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         scenario = load_scenario(args.scenario)
     except ScenarioError as exc:
-        err.print(f"error: {exc}", style="red", markup=False)
+        print(f"gpufleet demo: error: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.ERROR)
     for noisy in ("kopf", "aiohttp", "gpufleet"):
@@ -87,6 +87,12 @@ def run(args: argparse.Namespace) -> int:
         err.print(f"kubeconfig for the emulated cluster: {args.kubeconfig_out}")
     try:
         result = asyncio.run(demo.run(keep_running=args.keep_running))
+    except ScenarioError as exc:  # the API server refused a manifest the pre-check let through
+        if live is not None:
+            live.stop()
+            live = None
+        print(f"gpufleet demo: error: {exc}", file=sys.stderr)
+        return 2
     finally:
         if live is not None:
             live.stop()

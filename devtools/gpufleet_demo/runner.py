@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gpufleet_demo.scenario import Rollout, Scenario
+from gpufleet_demo.scenario import Rollout, Scenario, ScenarioError
 from gpufleet_demo.snapshot import fleet_snapshot
 
 JsonObj = dict[str, Any]
@@ -130,7 +130,12 @@ class Demo:
         if obj["apiVersion"] == GROUP and obj["kind"] != "EngineRelease":
             meta.setdefault("namespace", self.scenario.namespace)
         obj["metadata"] = meta
-        self._threaded.call(self._cluster.apply, obj, actor="demo")
+        from gpufleet_devcluster.errors import APIError
+
+        try:
+            self._threaded.call(self._cluster.apply, obj, actor="demo")
+        except APIError as exc:
+            raise ScenarioError(f"{obj['kind']} {meta.get('name')!r}: {exc.message}") from exc
 
     # ------------------------------------------------------------------ waiting
 
@@ -314,4 +319,5 @@ def operator_running(kubeconfig: Path, namespace: str) -> AbstractAsyncContextMa
     settings = OperatorSettings(
         namespace=namespace, pool_settle_seconds=0.2, liveness_endpoint=None, metrics_port=0
     )
-    return running_operator(settings, kubeconfig=str(kubeconfig))
+    running: AbstractAsyncContextManager[Any] = running_operator(settings, kubeconfig=str(kubeconfig))
+    return running

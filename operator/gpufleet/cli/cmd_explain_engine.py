@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import sys
 from typing import Any
@@ -22,7 +21,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--gpu", help="catalog key, NVML name or GFD label, e.g. 'NVIDIA L4' or 'h100-sxm'")
+    source.add_argument(
+        "--gpu",
+        help="catalog key, NVML name (with or without 'NVIDIA') or GFD label, e.g. 'NVIDIA L4', "
+        "'GeForce RTX 4090', 'NVIDIA-H100-80GB-HBM3' or 'h100-sxm'",
+    )
     source.add_argument("--profile", help="a recorded hardware profile (gpufleet-node detect --profile ...)")
     parser.add_argument("--model", required=True, help="model id, e.g. meta-llama/Llama-3.1-8B-Instruct")
     parser.add_argument("--count", type=int, default=1, help="GPUs for tensor parallelism (with --gpu)")
@@ -49,7 +52,7 @@ def _fail(message: str) -> int:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from gpufleet.hardware.catalog import load_catalog
+    from gpufleet.hardware.catalog import load_catalog, resolve_gpu, suggest_gpus
     from gpufleet.hardware.engine_select import RULES, model_requirements, select_engine
     from gpufleet.hardware.profiles import load_profile
     from gpufleet.hardware.report import GPUDevice, HostInfo
@@ -72,10 +75,9 @@ def handle(args: argparse.Namespace) -> int:
         driver, cuda = report.driver_version, report.cuda_driver_version
     else:
         catalog = load_catalog()
-        gpu = catalog.find(args.gpu)
+        gpu = resolve_gpu(catalog, args.gpu)
         if gpu is None:
-            names = [n for g in catalog.gpus for n in (g.key, *g.nvml_names)]
-            close = difflib.get_close_matches(args.gpu, names, n=3, cutoff=0.4)
+            close = suggest_gpus(catalog, args.gpu)
             hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
             return _fail(f"GPU {args.gpu!r} is not in the catalog (gpufleet gpus lists it){hint}")
         if args.count < 1 or args.cpu_cores < 1 or args.memory_gib < 1:

@@ -194,3 +194,65 @@ def load_catalog() -> Catalog:
     """The catalog shipped with gpufleet, parsed once per process."""
     text = resources.files("gpufleet.hardware").joinpath("catalog.yaml").read_text(encoding="utf-8")
     return parse_catalog(yaml.safe_load(text))
+
+
+# ------------------------------------------------------------------ names people type
+
+
+def normalize_gpu_name(text: str) -> str:
+    """One spelling for the names people see: NVML's, GFD's, the demo's, catalog keys.
+
+    Case, ``-``/``_`` versus spaces, a leading ``NVIDIA`` and GFD's ``-SHARED`` suffix are
+    ignored, so ``NVIDIA-GeForce-RTX-4090``, ``GeForce RTX 4090`` and ``nvidia geforce rtx 4090``
+    are the same GPU.
+    """
+    words = text.replace("-", " ").replace("_", " ").casefold().split()
+    if words[:1] == ["nvidia"]:
+        words = words[1:]
+    if words[-1:] == ["shared"]:
+        words = words[:-1]
+    return " ".join(words)
+
+
+def gpu_aliases(gpu: GPUModel) -> tuple[str, ...]:
+    """Every normalised name a person may use for ``gpu`` (key, NVML names, GFD labels)."""
+    names = (gpu.key, *gpu.nvml_names, *gpu.gfd_products())
+    return tuple(dict.fromkeys(normalize_gpu_name(n) for n in names))
+
+
+def resolve_gpu(catalog: Catalog, text: str) -> GPUModel | None:
+    """The catalog GPU ``text`` names (exact look-ups first, then the normalised spelling)."""
+    exact = catalog.find(text)
+    if exact is not None:
+        return exact
+    wanted = normalize_gpu_name(text)
+    if not wanted:
+        return None
+    hits = {gpu.key: gpu for gpu in catalog.gpus if wanted in gpu_aliases(gpu)}
+    return next(iter(hits.values())) if len(hits) == 1 else None
+
+
+def suggest_gpus(catalog: Catalog, text: str, limit: int = 5) -> list[str]:
+    """Real near matches for an unknown name, as NVML spells them, best first.
+
+    GPUs whose names contain every word typed come first (``A100`` lists the A100 variants, not
+    ``A10``), then close spellings by similarity.
+    """
+    import difflib
+
+    wanted = normalize_gpu_name(text)
+    words = wanted.split()
+    if not words:
+        return []
+    contains: list[str] = []
+    for gpu in catalog.gpus:
+        for alias in gpu_aliases(gpu):
+            alias_words = alias.split()
+            if all(any(a == w or (len(w) > 2 and a.startswith(w)) for a in alias_words) for w in words):
+                contains.append(gpu.nvml_names[0])
+                break
+    if contains:
+        return contains[:limit]
+    by_alias = {alias: gpu.nvml_names[0] for gpu in catalog.gpus for alias in gpu_aliases(gpu)}
+    close = difflib.get_close_matches(wanted, list(by_alias), n=limit * 3, cutoff=0.6)
+    return list(dict.fromkeys(by_alias[c] for c in close))[:limit]
