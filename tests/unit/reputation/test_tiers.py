@@ -1,0 +1,204 @@
+"""Completion tiers at every boundary, the minimum sample, configurable policies."""
+
+from __future__ import annotations
+
+import itertools
+from fractions import Fraction as F
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gpufleet.reputation.tiers import (
+    DEFAULT_TIERS,
+    CompletionReason,
+    TierError,
+    TierPolicy,
+    completion_score,
+    tier_for,
+)
+
+EPS = F(1, 10**12)
+
+
+def pct(x: F | int | str) -> F:
+    return F(x) / 100
+
+
+def test_default_table_is_the_announcements_then_minus_tenth_per_two_points() -> None:
+    rows = [(t.number, t.lower_pct, t.strict, t.multiplier) for t in DEFAULT_TIERS.tiers()]
+    assert rows == [
+        (1, F(995, 10), True, F(1)),
+        (2, F(98), False, F(9, 10)),
+        (3, F(96), False, F(8, 10)),
+        (4, F(94), False, F(7, 10)),
+        (5, F(92), False, F(6, 10)),
+        (6, F(90), False, F(5, 10)),
+        (7, F(88), False, F(4, 10)),
+        (8, F(86), False, F(3, 10)),
+        (9, F(84), False, F(2, 10)),
+        (10, F(82), False, F(1, 10)),
+        (11, F(0), False, F(0)),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("rate_pct", "tier", "multiplier"),
+    [
+        (F(100), 1, F(1)),
+        (F(995, 10) + EPS, 1, F(1)),
+        (F(995, 10), 2, F(9, 10)),  # the announcement's "> 99.5%" is strict
+        (F(99), 2, F(9, 10)),
+        (F(98), 2, F(9, 10)),  # lower bounds belong to the higher tier
+        (F(98) - EPS, 3, F(8, 10)),
+        (F(96), 3, F(8, 10)),
+        (F(96) - EPS, 4, F(7, 10)),
+        (F(94), 4, F(7, 10)),
+        (F(94) - EPS, 5, F(6, 10)),
+        (F(90), 6, F(5, 10)),
+        (F(82), 10, F(1, 10)),
+        (F(82) - EPS, 11, F(0)),
+        (F(50), 11, F(0)),
+        (F(0), 11, F(0)),
+    ],
+)
+def test_tier_boundaries(rate_pct: F, tier: int, multiplier: F) -> None:
+    got = tier_for(pct(rate_pct))
+    assert (got.number, got.multiplier) == (tier, multiplier)
+
+
+def test_every_lower_bound_is_inclusive_except_the_top() -> None:
+    tiers = DEFAULT_TIERS.tiers()
+    for above, below in itertools.pairwise(tiers):
+        at = tier_for(pct(below.lower_pct)) if below.lower_pct > 0 else None
+        if above.strict:
+            assert tier_for(pct(above.lower_pct)).number == below.number
+        if at is not None:
+            assert at.number == below.number
+            assert tier_for(pct(below.lower_pct) - EPS).number == below.number + 1
+
+
+def test_the_issues_failure_rates_give_the_issues_tiers() -> None:
+    # fake engines failing at 0.1%, 1.5%, 3% and 10% over 10,000 requests
+    assert completion_score(9990, 10).multiplier == F(1)
+    assert completion_score(9850, 150).multiplier == F(9, 10)
+    assert completion_score(9700, 300).multiplier == F(8, 10)
+    assert completion_score(9000, 1000).multiplier == F(5, 10)
+
+
+def test_minimum_sample_keeps_tier_one() -> None:
+    below = completion_score(100, 99)
+    assert below.sample == 199
+    assert (below.tier, below.multiplier, below.reason) == (1, F(1), CompletionReason.BELOW_MINIMUM_SAMPLE)
+    assert below.rate == F(100, 199)
+    at = completion_score(101, 99)
+    assert at.sample == 200
+    assert (at.tier, at.multiplier, at.reason) == (11, F(0), CompletionReason.MEASURED)
+    assert at.rate == F(101, 200)
+
+
+def test_new_pool_without_data_is_tier_one() -> None:
+    score = completion_score(0, 0)
+    assert (score.rate, score.tier, score.multiplier, score.reason) == (
+        None,
+        1,
+        F(1),
+        CompletionReason.NO_DATA,
+    )
+    assert score.sample == 0
+
+
+def test_minimum_sample_zero_measures_from_the_first_request() -> None:
+    policy = TierPolicy(minimum_sample=0)
+    assert completion_score(0, 1, policy).multiplier == 0
+    assert completion_score(1, 0, policy).reason is CompletionReason.MEASURED
+
+
+def test_excused_failures_are_reported_not_counted() -> None:
+    score = completion_score(1000, 0, excused=500)
+    assert (score.excused, score.failed, score.rate, score.multiplier) == (500, 0, F(1), F(1))
+
+
+def test_perfect_and_zero_at_minimum() -> None:
+    assert completion_score(200, 0).multiplier == 1
+    assert completion_score(0, 200).multiplier == 0
+    assert completion_score(0, 200).rate == 0
+
+
+def test_configurable_policy() -> None:
+    policy = TierPolicy(
+        top_pct=F(99), second_pct=F(97), step_pct=F(1), step_multiplier=F(2, 10), minimum_sample=10
+    )
+    rows = [(t.lower_pct, t.multiplier) for t in policy.tiers()]
+    assert rows == [
+        (F(99), F(1)),
+        (F(97), F(8, 10)),
+        (F(96), F(6, 10)),
+        (F(95), F(4, 10)),
+        (F(94), F(2, 10)),
+        (F(0), F(0)),
+    ]
+    assert tier_for(pct(99), policy).multiplier == F(8, 10)
+    assert tier_for(pct(F(99) + EPS), policy).multiplier == 1
+    assert tier_for(pct(96), policy).multiplier == F(6, 10)
+    assert tier_for(pct(F(94) - EPS), policy).multiplier == 0
+
+
+def test_ladder_that_reaches_zero_percent_first_keeps_its_next_multiplier() -> None:
+    policy = TierPolicy(top_pct=F(99), second_pct=F(60), step_pct=F(50), step_multiplier=F(1, 10))
+    rows = [(t.number, t.lower_pct, t.multiplier) for t in policy.tiers()]
+    assert rows == [(1, F(99), F(1)), (2, F(60), F(9, 10)), (3, F(10), F(8, 10)), (4, F(0), F(7, 10))]
+    assert tier_for(F(0), policy).multiplier == F(7, 10)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"top_pct": F(98)},  # second == top
+        {"second_pct": F(0)},
+        {"top_pct": F(101)},
+        {"step_pct": F(0)},
+        {"step_multiplier": F(0)},
+        {"step_multiplier": F(11, 10)},
+        {"minimum_sample": -1},
+    ],
+)
+def test_invalid_policies(kwargs: dict[str, object]) -> None:
+    with pytest.raises(TierError):
+        TierPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_edge_policies_are_valid() -> None:
+    TierPolicy(top_pct=F(100))
+    TierPolicy(step_multiplier=F(1))
+    TierPolicy(minimum_sample=0)
+
+
+@pytest.mark.parametrize("rate", [F(-1, 10**9), F(1) + F(1, 10**9)])
+def test_rate_outside_unit_interval(rate: F) -> None:
+    with pytest.raises(TierError):
+        tier_for(rate)
+
+
+@pytest.mark.parametrize("args", [(-1, 0, 0), (0, -1, 0), (0, 0, -1)])
+def test_negative_counts(args: tuple[int, int, int]) -> None:
+    with pytest.raises(TierError):
+        completion_score(args[0], args[1], excused=args[2])
+
+
+@given(st.integers(0, 10**6), st.integers(0, 10**6), st.integers(0, 10**6))
+def test_more_completions_never_lower_the_multiplier(completed: int, failed: int, extra: int) -> None:
+    base = completion_score(completed, failed)
+    better = completion_score(completed + extra, failed)
+    if base.reason is CompletionReason.MEASURED:
+        assert better.multiplier >= base.multiplier
+    assert 0 <= base.multiplier <= 1
+    assert base.multiplier in {t.multiplier for t in DEFAULT_TIERS.tiers()}
+
+
+@given(st.fractions(min_value=0, max_value=1), st.fractions(min_value=0, max_value=1))
+def test_tier_is_monotone_in_rate(a: F, b: F) -> None:
+    lo, hi = sorted((a, b))
+    assert tier_for(lo).number >= tier_for(hi).number
+    assert tier_for(lo).multiplier <= tier_for(hi).multiplier
+    assert tier_for(lo).admits(lo * 100)
