@@ -30,6 +30,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="NAME[=PROFILE]",
         help="an emulated node (repeatable); default: three nodes with different GPUs",
     )
+    parser.add_argument(
+        "--backend",
+        choices=("emulator", "real"),
+        default="emulator",
+        help="emulator (default: in-process, instant) or real (kube-apiserver, etcd, controller-manager, "
+        "scheduler and kwok built from source with Go on first use; see docs/testing.md)",
+    )
     parser.set_defaults(func=handle)
 
 
@@ -50,4 +57,8 @@ def handle(args: argparse.Namespace) -> int:
         return 2
     if args.crds is None:
         args.crds = DEFAULT_CRD_DIR
+    if getattr(args, "backend", "emulator") == "real":
+        from gpufleet_devcluster.real.serve import serve_real
+
+        return serve_real(args)
     return run(args)

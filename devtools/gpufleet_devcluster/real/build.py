@@ -67,11 +67,19 @@ def _kube_ldflags() -> tuple[str, ...]:
 
 
 BINARIES: tuple[Binary, ...] = (
-    Binary("etcd", "etcd", "go.etcd.io/etcd/server/v3",
-           (f"-X go.etcd.io/etcd/api/v3/version.GitSHA=gpufleet-{ETCD_VERSION}",)),
+    Binary(
+        "etcd",
+        "etcd",
+        "go.etcd.io/etcd/server/v3",
+        (f"-X go.etcd.io/etcd/api/v3/version.GitSHA=gpufleet-{ETCD_VERSION}",),
+    ),
     Binary("kube-apiserver", "kubernetes", "k8s.io/kubernetes/cmd/kube-apiserver", _kube_ldflags()),
-    Binary("kube-controller-manager", "kubernetes", "k8s.io/kubernetes/cmd/kube-controller-manager",
-           _kube_ldflags()),
+    Binary(
+        "kube-controller-manager",
+        "kubernetes",
+        "k8s.io/kubernetes/cmd/kube-controller-manager",
+        _kube_ldflags(),
+    ),
     Binary("kube-scheduler", "kubernetes", "k8s.io/kubernetes/cmd/kube-scheduler", _kube_ldflags()),
     Binary("kubectl", "kubernetes", "k8s.io/kubernetes/cmd/kubectl", _kube_ldflags()),
     Binary("kwok", "kwok", "sigs.k8s.io/kwok/cmd/kwok"),
@@ -79,9 +87,12 @@ BINARIES: tuple[Binary, ...] = (
 
 NAMES: tuple[str, ...] = tuple(b.name for b in BINARIES)
 
+STAGE_CRD = "kwok.x-k8s.io_stages.yaml"
+"""kwok's Stage CRD, copied from the kwok module next to the binaries (kwok runs with --enable-crds=Stage)."""
+
 
 def source_dir() -> Path:
-    """Where the wrapper modules live: devtools/controlplane next to this package (or $GPUFLEET_CONTROLPLANE_SRC)."""
+    """Where the wrapper modules live: devtools/controlplane (or $GPUFLEET_CONTROLPLANE_SRC)."""
     env = os.environ.get(SOURCE_DIR_ENV)
     if env:
         return Path(env)
@@ -112,7 +123,7 @@ def cache_root() -> Path:
 
 
 def bin_dir() -> Path:
-    """The folder holding the built binaries for the current wrapper modules ($GPUFLEET_CONTROLPLANE_BIN wins)."""
+    """The folder of the binaries built from the current wrapper modules ($GPUFLEET_CONTROLPLANE_BIN wins)."""
     env = os.environ.get(BIN_DIR_ENV)
     if env:
         return Path(env)
@@ -131,7 +142,21 @@ def find_go() -> str | None:
 def is_built(directory: Path | None = None) -> bool:
     """True when every binary is present and executable (a build writes them last, atomically)."""
     directory = directory or bin_dir()
-    return all(os.access(directory / name, os.X_OK) for name in NAMES) and (directory / ".complete").is_file()
+    complete = (directory / ".complete").is_file() and (directory / STAGE_CRD).is_file()
+    return complete and all(os.access(directory / name, os.X_OK) for name in NAMES)
+
+
+def _copy_stage_crd(go: str, src: Path, target: Path, env: dict[str, str]) -> None:
+    """kwok's Stage CRD from the module cache (the same kwok version as the binary)."""
+    moddir = subprocess.run(
+        [go, "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/kwok"],
+        cwd=src / "kwok",
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    shutil.copyfile(Path(moddir) / "kustomize" / "crd" / "bases" / STAGE_CRD, target / STAGE_CRD)
 
 
 def _log(msg: str) -> None:
@@ -165,11 +190,23 @@ def build(*, jobs: int = 2, force: bool = False, go: str | None = None, only: tu
         t0 = time.monotonic()
         _log(f"[{i}/{len(wanted)}] building {b.name} ({b.package}) with -p {jobs} ...")
         with tempfile.TemporaryDirectory(dir=target) as tmp:
-            cmd = [go, "build", "-p", str(jobs), "-trimpath",
-                   "-ldflags", " ".join(("-s", "-w", *b.ldflags)), "-o", str(Path(tmp) / b.name), b.package]
+            cmd = [
+                go,
+                "build",
+                "-p",
+                str(jobs),
+                "-trimpath",
+                "-ldflags",
+                " ".join(("-s", "-w", *b.ldflags)),
+                "-o",
+                str(Path(tmp) / b.name),
+                b.package,
+            ]
             subprocess.run(cmd, cwd=src / b.module_dir, env=env, check=True)
             os.replace(Path(tmp) / b.name, out)
         _log(f"[{i}/{len(wanted)}] {b.name} built in {time.monotonic() - t0:.0f} s")
+    if not (target / STAGE_CRD).is_file():
+        _copy_stage_crd(go, src, target, env)
     if all(os.access(target / n, os.X_OK) for n in NAMES):
         (target / ".complete").write_text(f"built in {time.monotonic() - started:.0f} s\n")
     _log(f"done in {time.monotonic() - started:.0f} s: {target}")
