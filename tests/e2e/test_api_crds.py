@@ -1,4 +1,4 @@
-"""Against a real API server (skipped without KUBECONFIG): the generated CRDs install, the examples
+"""Against the cluster in KUBECONFIG (only with GPUFLEET_E2E=1): the generated CRDs install, the examples
 are accepted and every bad-input object is refused with the expected field, using server-side
 dry runs so nothing is left behind except the CRDs themselves."""
 
@@ -13,9 +13,15 @@ from typing import Any
 import pytest
 import yaml
 
+# Never touch whatever cluster KUBECONFIG happens to point at unless asked to explicitly (#13):
+# the same checks run on every `pytest` against a throw-away control plane in
+# tests/integration/realcluster/.
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(not os.environ.get("KUBECONFIG"), reason="needs a real cluster (KUBECONFIG)"),
+    pytest.mark.skipif(
+        os.environ.get("GPUFLEET_E2E") != "1" or not os.environ.get("KUBECONFIG"),
+        reason="e2e against the cluster in KUBECONFIG: set GPUFLEET_E2E=1 (and KUBECONFIG) to run",
+    ),
 ]
 
 ROOT = Path(__file__).resolve().parents[2]
