@@ -27,6 +27,7 @@ _KOPF_NOISE: Final = (
     re.compile(r"^(Creation|Updating|Deletion|Resuming|Resumption|Spawning) is processed: "),
     re.compile(r"^.* is superseded by .*: "),
     re.compile(r"^Timer '.*' succeeded\.$"),
+    re.compile(r"^Activity '.*' succeeded\.$"),
     re.compile(r"^Daemon '.*' (succeeded|has exited)"),
 )
 _KOPF_LOGGERS: Final = ("kopf.objects", "kopf._core", "kopf.activities")
