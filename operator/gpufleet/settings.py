@@ -118,6 +118,86 @@ class OperatorSettings(BaseSettings):
         default="text", description="Operator log lines as text for people or JSON for log pipelines."
     )
 
+    # --- reputation, penalties, k controller (#17; docs/reputation.md) --------------------
+    reputation_router_urls: str | None = Field(
+        default=None,
+        description="Comma-separated base URLs of router replicas (GET {url}/v1/stats); unset disables "
+        "measuring (penalties still expire, k stays put).",
+    )
+    reputation_prometheus_url: str | None = Field(
+        default=None, description="Prometheus base URL: read the router counters with PromQL instead."
+    )
+    reputation_scrape_seconds: Annotated[float, Field(gt=0)] = Field(
+        default=30.0, description="Seconds between two reads of the router counters."
+    )
+    reputation_status_min_seconds: Annotated[float, Field(ge=0)] = Field(
+        default=60.0, description="At most one OperatorPool status.reputation write per pool per this."
+    )
+    reputation_window_hours: Annotated[int, Field(ge=1, le=24 * 31)] = Field(
+        default=72, description="Rolling window of the completion score, in hourly buckets."
+    )
+    reputation_tier_top_pct: Annotated[Decimal, Field(gt=0, le=100)] = Field(
+        default=Decimal("99.5"), description="Completion above this % is tier 1 (multiplier 1)."
+    )
+    reputation_tier_second_pct: Annotated[Decimal, Field(gt=0, le=100)] = Field(
+        default=Decimal("98"), description="Lower bound (inclusive) of tier 2, in %."
+    )
+    reputation_tier_step_pct: Annotated[Decimal, Field(gt=0)] = Field(
+        default=Decimal("2"), description="Width in % points of each tier below tier 2."
+    )
+    reputation_tier_step_multiplier: Annotated[Decimal, Field(gt=0, le=1)] = Field(
+        default=Decimal("0.1"), description="Multiplier lost per tier."
+    )
+    reputation_min_sample: Annotated[int, Field(ge=0)] = Field(
+        default=200, description="Requests in the window before a pool can leave tier 1."
+    )
+    reputation_throughput_min_requests: Annotated[int, Field(ge=0)] = Field(
+        default=100, description="Completed requests (in busy hours) before throughput is scored."
+    )
+    reputation_throughput_reference_fraction: Annotated[Decimal, Field(gt=0, le=1)] = Field(
+        default=Decimal("0.5"), description="A device meets its benchmark at this fraction of it."
+    )
+    reputation_benchmarks_configmap: str | None = Field(
+        default=None, description="namespace/name of a ConfigMap (key benchmarks.yaml) overriding the table."
+    )
+    penalty_ladder: str = Field(
+        default="1h,4h,16h,3d,7d", description="Timeouts per level (s/m/h/d); past the end: permanent."
+    )
+    penalty_forgive_days: Annotated[int, Field(ge=1)] = Field(
+        default=7, description="Clean days after a penalty that forgive one level."
+    )
+    penalty_integrity_reasons: str = Field(
+        default="VRAMMismatch,PCIIdMismatch,GFDLabelMismatch",
+        description="Validation reasons that are integrity offenses (comma-separated).",
+    )
+    penalty_integrity_suspends_at: Annotated[int, Field(ge=1)] = Field(
+        default=2, description="The n-th integrity offense suspends permanently."
+    )
+    penalty_low_completion_pct: Annotated[Decimal, Field(ge=0, le=100)] = Field(
+        default=Decimal("90"), description="An hour below this completion % is an offense."
+    )
+    penalty_low_completion_min_requests: Annotated[int, Field(ge=0)] = Field(
+        default=50, description="Requests an hour needs before it can be an offense."
+    )
+    penalty_cap_pct: Annotated[Decimal, Field(ge=0, le=100)] = Field(
+        default=Decimal("20"), description="Most % of the fleet's devices automatic penalties take out."
+    )
+    routing_policy_name: str = Field(
+        default="default", description="The cluster-scoped RoutingPolicy whose status.k is used."
+    )
+    routing_device_capacity: Annotated[int, Field(ge=1)] = Field(
+        default=8, description="Concurrent requests assumed per routed device for utilisation."
+    )
+
+    @field_validator("reputation_router_urls", "reputation_prometheus_url", "reputation_benchmarks_configmap",
+                     mode="before")
+    @classmethod
+    def _reputation_empty_is_none(cls, value: object) -> object:
+        """An empty env var means unset (as for the other optional settings)."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
     @property
     def namespaces(self) -> list[str]:
         """``namespace`` may list several, comma-separated; empty means cluster-wide."""
