@@ -28,7 +28,22 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 #: Histogram upper bounds in seconds (ttfb and total latency); +Inf is implicit (== count).
 LATENCY_BUCKETS_SECONDS: tuple[float, ...] = (
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
 )
 
 SCHEMA_VERSION: Literal["gpufleet.io/router-stats/v1"] = "gpufleet.io/router-stats/v1"

@@ -244,8 +244,7 @@ def compute_weights(
         for model in dict.fromkeys(endpoint.models):
             by_model.setdefault(model, []).append(endpoint)
     return {
-        model: compute_group(model, members, k, budget=budget)
-        for model, members in sorted(by_model.items())
+        model: compute_group(model, members, k, budget=budget) for model, members in sorted(by_model.items())
     }
 
 

@@ -52,10 +52,17 @@ def test_failures_totals() -> None:
 
 
 def test_device_minus_and_reset() -> None:
-    a = DeviceStats(key=KEY, requests=10, completions=8, failures=Failures(http_5xx=2),
-                    tokens=Tokens(prompt=5))
-    b = DeviceStats(key=KEY, requests=25, completions=20, failures=Failures(http_5xx=3, timeout=2),
-                    tokens=Tokens(prompt=9, completion=4), retries=1)
+    a = DeviceStats(
+        key=KEY, requests=10, completions=8, failures=Failures(http_5xx=2), tokens=Tokens(prompt=5)
+    )
+    b = DeviceStats(
+        key=KEY,
+        requests=25,
+        completions=20,
+        failures=Failures(http_5xx=3, timeout=2),
+        tokens=Tokens(prompt=9, completion=4),
+        retries=1,
+    )
     d = b.minus(a)
     assert (d.requests, d.completions, d.failures.http_5xx, d.failures.timeout) == (15, 12, 1, 2)
     assert d.tokens == Tokens(prompt=4, completion=4)
@@ -65,8 +72,15 @@ def test_device_minus_and_reset() -> None:
 
 def test_snapshot_round_trip_json() -> None:
     now = datetime(2026, 1, 1, tzinfo=UTC)
-    snap = RouterStats(router="r-0", since=now, observed_at=now, k="0.0001", reprogrammings=3,
-                       router_503=2, devices=(DeviceStats(key=KEY, requests=1, completions=1),))
+    snap = RouterStats(
+        router="r-0",
+        since=now,
+        observed_at=now,
+        k="0.0001",
+        reprogrammings=3,
+        router_503=2,
+        devices=(DeviceStats(key=KEY, requests=1, completions=1),),
+    )
     again = RouterStats.model_validate_json(snap.model_dump_json())
     assert again == snap
     assert again.device(KEY) is not None

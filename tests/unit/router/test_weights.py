@@ -28,8 +28,15 @@ K = Decimal("0.0001")
 
 def ep(pod: str, stake_int: int = 0, *, models: tuple[str, ...] = ("m",), **kw: Any) -> Endpoint:
     base: dict[str, Any] = {
-        "namespace": "ns", "pool": "p", "inference_node": "n", "device": 0, "pod": pod, "models": models,
-        "ip": "10.0.0.1", "port": 8000, "effective_stake_base": stake_int * INT_BASE,
+        "namespace": "ns",
+        "pool": "p",
+        "inference_node": "n",
+        "device": 0,
+        "pod": pod,
+        "models": models,
+        "ip": "10.0.0.1",
+        "port": 8000,
+        "effective_stake_base": stake_int * INT_BASE,
     }
     base.update(kw)
     return Endpoint(**base)
@@ -136,8 +143,10 @@ reputations = st.decimals(min_value=0, max_value=1, places=3)
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.tuples(stakes, reputations), min_size=1, max_size=60),
-       st.decimals(min_value=0, max_value=Decimal("0.01"), places=6))
+@given(
+    st.lists(st.tuples(stakes, reputations), min_size=1, max_size=60),
+    st.decimals(min_value=0, max_value=Decimal("0.01"), places=6),
+)
 def test_invariants(rows: list[tuple[int, Decimal]], k: Decimal) -> None:
     eps = [ep(f"p{i}", effective_stake_base=s, reputation_weight=r) for i, (s, r) in enumerate(rows)]
     group = compute_weights(eps, k)["m"]
@@ -176,16 +185,28 @@ def test_exact_over_a_million_to_one(priorities: list[int]) -> None:
 
 
 @settings(max_examples=80, deadline=None)
-@given(st.lists(st.fixed_dictionaries({
-    "running": st.booleans(), "gate_open": st.booleans(), "routable": st.booleans(),
-    "pool_halted": st.booleans(), "penalised": st.booleans(),
-}), min_size=0, max_size=20))
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {
+                "running": st.booleans(),
+                "gate_open": st.booleans(),
+                "routable": st.booleans(),
+                "pool_halted": st.booleans(),
+                "penalised": st.booleans(),
+            }
+        ),
+        min_size=0,
+        max_size=20,
+    )
+)
 def test_eligible_iff_no_reason(flags: list[dict[str, Any]]) -> None:
     eps = [ep(f"p{i}", **f) for i, f in enumerate(flags)]
     plan = plan_eligibility(eps)
     for e, f in zip(eps, flags, strict=True):
-        eligible = all((f["running"], f["gate_open"], f["routable"],
-                        not f["pool_halted"], not f["penalised"]))
+        eligible = all(
+            (f["running"], f["gate_open"], f["routable"], not f["pool_halted"], not f["penalised"])
+        )
         assert (e in plan.eligible) == eligible
         assert bool(plan.reasons(e.key)) == (not eligible)
     assert len(plan.eligible) + len(plan.excluded) == len(eps)
