@@ -7,7 +7,7 @@ yields an empty plan (zero writes).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,13 +72,17 @@ def plan_pods(
     release: PodRelease | None,
     observations: Mapping[int, Observation],
     settings: OperatorSettings,
+    *,
+    release_for: Callable[[int], PodRelease | None] | None = None,
 ) -> PodPlan:
     """Decide every pod write for one InferenceNode.
 
     ``observations`` are the agents' reports by device index (only for the pods running now).
     A pod is deleted for its GPU being gone only when the node object was observed and lacks it.
     Without a release no pod is created (there is no image to run) but nothing is deleted either.
-    Image/version changes of existing pods are the rollout controller's business, not this plan's.
+    Image/version changes of existing pods are the rollout step's business, not this plan's;
+    ``release_for(index)``, when given, is the version a *new* pod of that device runs (what the
+    rollout record names for it), else ``release``.
     """
     plan = PodPlan()
     if inode.deleting:
@@ -122,13 +126,14 @@ def plan_pods(
         blocked = not verdict.valid and not verdict.pending
         routable = "false" if blocked else "true"
         if not present:
-            if release is None:
+            wanted_release = release_for(index) if release_for is not None else release
+            if wanted_release is None:
                 continue
             if canonical in terminating:
                 plan.waiting.append(canonical)
                 continue
             device = PodDevice(index=index, routable=routable == "true", product=planned.product)
-            plan.creates.append(build_pod(inode, device, release, settings))
+            plan.creates.append(build_pod(inode, device, wanted_release, settings))
             continue
         pod = present[0]
         if pod.routable != routable:

@@ -28,6 +28,10 @@ MINIMUM_SELF_STAKE = "MinimumSelfStake"
 #: Top-level InferenceNode status keys this module owns (others, e.g. ``rollout`` and the
 #: ``currentVersion``/``targetVersion``/``lastStableVersion`` it keeps, belong to the rollout controller).
 INODE_KEYS = ("observedGeneration", "devices", "readyDevices", "totalDevices", "conditions")
+#: Condition types the InferenceNode pass's device/pod part owns (the rollout step owns its own).
+INODE_CONDITIONS = (GPU_VALIDATED, ENGINE_SELECTED, READY)
+#: Condition types of an OperatorPool (one owner: the pool pass).
+POOL_CONDITIONS = (MINIMUM_SELF_STAKE, READY)
 
 
 @dataclass(frozen=True)

@@ -288,14 +288,16 @@ def make_registry(reconciler: Reconciler, *, kubeconfig: str | None = None) -> k
     @kopf.on.event(*resources["operatorpools"], registry=registry)
     async def pool_event(**kw: Any) -> None:
         reconciler.indexes_loaded()
-        feed("operatorpools", kw["body"], kw["type"] == "DELETED")
-        reconciler.pool_changed(kw["namespace"], kw["name"])
+        deleted = kw["type"] == "DELETED"
+        feed("operatorpools", kw["body"], deleted)
+        reconciler.pool_changed(kw["namespace"], kw["name"], None if deleted else kw["body"])
 
     @kopf.on.event(*resources["enginereleases"], registry=registry)
     async def release_event(**kw: Any) -> None:
         reconciler.indexes_loaded()
-        feed("enginereleases", kw["body"], kw["type"] == "DELETED")
-        reconciler.releases_changed()
+        deleted = kw["type"] == "DELETED"
+        feed("enginereleases", kw["body"], deleted)
+        reconciler.releases_changed(kw["name"], None if deleted else kw["body"])
 
     if settings.pod_watch == "kopf":
         _register_kopf_pod_watch(registry, reconciler)

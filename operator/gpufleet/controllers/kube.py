@@ -307,13 +307,15 @@ class KubeClient:
     # --- gpufleet.io status --------------------------------------------------------------
 
     async def patch_status(self, plural: str, namespace: str, name: str, status: Mapping[str, Any]) -> JSON:
-        path = f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{quote(namespace)}/{plural}/{quote(name)}/status"
+        """Merge-patch a gpufleet.io object's status; ``namespace=""`` for cluster-scoped kinds."""
+        scope = f"namespaces/{quote(namespace)}/" if namespace else ""
+        path = f"/apis/{API_GROUP}/{API_VERSION}/{scope}{plural}/{quote(name)}/status"
         _, body = await self.request(
             "PATCH",
             path,
             body={"status": dict(status)},
             content_type=MERGE,
-            what=f"status of {plural} {namespace}/{name}",
+            what=f"status of {plural} {namespace + '/' if namespace else ''}{name}",
         )
         return dict(body) if isinstance(body, Mapping) else {}
 

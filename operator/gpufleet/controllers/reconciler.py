@@ -1,12 +1,21 @@
-"""The reconciler: turns cached world state into pod writes and status patches.
+"""The one InferenceNode reconciler (plus the OperatorPool and EngineRelease passes it runs).
 
 kopf watches and indexes everything (see ``handlers``); watch events only queue keys here.
-Workers then reconcile one InferenceNode or OperatorPool at a time from the caches, calling
-the pure planners (``fleet``, ``status``, ``devices``) and doing the resulting I/O. Writes are
-skipped when the computed state equals the stored one, so a converged fleet costs nothing.
+Workers then reconcile one key at a time from the caches. One pass of an InferenceNode composes
+the pure planners in a fixed order and is the only place that decides about its pods:
 
-Our own writes are remembered (``_fresh_*``, ``_expected``) until the watch echoes them, so a
-reconcile that runs before the echo neither re-creates a pod nor re-writes a status.
+1. the rollout step (``controllers.rollout``: release selection + ``gpufleet.rollout.plan``)
+   decides which version each device runs and which pods a batch replaces (its record is written
+   before any pod is deleted);
+2. devices (``devices``): plan from GFD labels, confirm with the agents' reports;
+3. pods (``fleet.plan_pods``): create what is missing *with the version the rollout record names*
+   (new nodes, replacements, blocked GPUs alike), delete what must go, labels, readiness gates;
+4. status (``status.inode_status``) composed with the rollout's fields and written once, through
+   the shared ``StatusWriter`` (each part owns its condition types; nothing is lost).
+
+Writes are skipped when the computed state equals the stored one, so a converged fleet costs
+nothing. Our own writes are remembered (the writer's overlay, ``_expected``) until the watch
+echoes them, so a pass that runs before the echo neither re-creates a pod nor re-writes a status.
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, TypeVar, cast
@@ -23,7 +32,10 @@ from typing import Any, TypeVar, cast
 from gpufleet.conditions import Clock, make_condition, utcnow
 from gpufleet.controllers.kube import AgentUnreachable, ApiError, KubeClient, post_event_soon
 from gpufleet.controllers.podwatch import PodInformer
-from gpufleet.controllers.workqueue import WorkQueue
+from gpufleet.controllers.rollout import RELEASES, RolloutController, Step
+from gpufleet.controllers.runtime.backoff import Backoff
+from gpufleet.controllers.runtime.overlay import StatusWriter
+from gpufleet.controllers.runtime.workqueue import WorkQueue
 from gpufleet.devices import (
     PENDING_REASON,
     NodePlan,
@@ -38,20 +50,20 @@ from gpufleet.fleet import PodPlan, plan_pods
 from gpufleet.hardware.catalog import Catalog, load_catalog
 from gpufleet.hardware.report import GPUDevice
 from gpufleet.metrics import METRICS, DeviceSample
-from gpufleet.objects import READY_GATE, InodeView, InvalidObject, NodeView, PodView, PoolView, ReleaseView
+from gpufleet.objects import READY_GATE, InodeView, InvalidObject, NodeView, PodView, PoolView
 from gpufleet.podspec import PodRelease
-from gpufleet.releases import select_release
-from gpufleet.rollout.views import pod_release
+from gpufleet.rollout.views import node_state
 from gpufleet.settings import OperatorSettings
 from gpufleet.shares import parse_int_amount
 from gpufleet.status import (
+    INODE_CONDITIONS,
     INODE_KEYS,
+    POOL_CONDITIONS,
     PoolContext,
     ReleaseInfo,
     inode_status,
     pool_status,
     share_events,
-    status_patch,
 )
 
 logger = logging.getLogger("gpufleet.reconciler")
@@ -108,11 +120,15 @@ def _newer(candidate: str | None, than: str | None) -> bool:
     return a is not None and b is not None and a > b
 
 
+Handler = Callable[[str, str], Awaitable[None]]
+
+
 @dataclass(frozen=True)
 class _Release:
     pod: PodRelease
     info: ReleaseInfo
     min_driver_version: str | None
+    per_device: Callable[[int], PodRelease | None] | None = None
 
 
 class Reconciler:
@@ -123,6 +139,7 @@ class Reconciler:
         catalog: Catalog | None = None,
         now: Clock = utcnow,
         monotonic: Callable[[], float] = time.monotonic,
+        rollouts: bool = True,
     ) -> None:
         self.settings = settings
         self.catalog = catalog or load_catalog()
@@ -134,7 +151,18 @@ class Reconciler:
         self.stats: Counter[str] = Counter()
         self._workers: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
-        self._errors: Counter[Hashable] = Counter()
+        self.backoff = Backoff(base=0.5, cap=60.0)
+        self.writer = StatusWriter(self._send_status, monotonic=monotonic)
+        #: Rollout decisions inside each InferenceNode pass (``rollouts=False``: the release is
+        #: still chosen by the same selector, but no rollout record is kept: ``--core-only``).
+        self.rollouts = RolloutController(self, now=now)
+        self.rollouts_enabled = rollouts
+        self._handlers: dict[str, Handler] = {
+            "inode": self._reconcile_inode_key,
+            "pool": self._reconcile_pool_key,
+            "release": self._reconcile_release_key,
+        }
+        self._pod_watchers: list[Callable[[str, str, PodView | None], None]] = []
         self._reports: dict[str, Any] = {}  # pod uid -> the agent's /v1/hardware payload
         self._report_failures: Counter[str] = Counter()
         self._obs_cache: dict[str, tuple[Hashable, Observation]] = {}
@@ -148,9 +176,9 @@ class Reconciler:
         self._seen_nodes: dict[str, NodeView] = {}
         self._inode_pool: dict[Key, str] = {}
         self._basis: dict[Key, tuple[int, int, Decimal]] = {}
-        self._fresh_status: dict[tuple[str, str, str], tuple[str, dict[str, Any]]] = {}
         self._fresh_pods: dict[Key, PodView] = {}
         self._expected: dict[Key, dict[str, tuple[float, PodView]]] = {}
+        self._invalid_seen: dict[tuple[str, str], str] = {}
         self._ready = asyncio.Event()
         self._indexes_loaded = asyncio.Event()
         self._indexes_loaded.set()
@@ -217,22 +245,32 @@ class Reconciler:
             self._pool_later(namespace, old_pool)
         if pool:
             self._pool_later(namespace, pool)
+        self.rollouts.inode_changed(namespace, name, body, deleted)
         if deleted:
             self._forget_inode(key)
+            self.queue.add(("inode", namespace, name))  # the pool ledger forgets it too
             return
-        fresh = self._fresh_status.get((INODES, namespace, name))
-        rv = str((body.get("metadata") or {}).get("resourceVersion") or "")
-        if fresh is not None and fresh[0] == rv:
+        if self.writer.is_echo(INODES, body):
             self.stats["own_echo_skipped"] += 1
             return  # the echo of our own status write: nothing new to plan from
         self.queue.add(("inode", namespace, name))
 
+    def watch_pods(self, fn: Callable[[str, str, PodView | None], None]) -> None:
+        """Subscribe ``fn(namespace, inode, view or None when deleted)`` to the shared pod watch."""
+        self._pod_watchers.append(fn)
+
     def pod_changed(self, namespace: str, inode: str, uid: str, deleted: bool) -> None:
+        view = None
         if deleted:
             self._reports.pop(uid, None)
             self._obs_cache.pop(uid, None)
             self._gate_next.pop(uid, None)
             self._report_failures.pop(uid, None)
+        elif inode:
+            view = next((p for p in self.caches.pods.get((namespace, inode), ()) if p.uid == uid), None)
+        self.rollouts.pod_changed(namespace, inode, uid, view)
+        for fn in self._pod_watchers:
+            fn(namespace, inode, view)
         if inode:
             self.queue.add_after(("inode", namespace, inode), self.settings.event_batch_seconds)
 
@@ -250,13 +288,22 @@ class Reconciler:
         for ns, inode in self.caches.inodes_on_node.get(name, ()):
             self.queue.add(("inode", ns, inode))
 
-    def pool_changed(self, namespace: str, name: str) -> None:
+    def pool_changed(self, namespace: str, name: str, body: Body | None = None) -> None:
         self.queue.add(("pool", namespace, name))
+        if body is not None and self.writer.is_echo(POOLS, body):
+            return
+        for key in self.rollouts.pool_changed(namespace, name, body):
+            self.queue.add(("inode", *key))  # its update policy or approvals changed
 
-    def releases_changed(self) -> None:
+    def releases_changed(self, name: str | None = None, body: Body | None = None) -> None:
+        if body is not None and self.writer.is_echo(RELEASES, body):
+            return  # our own budget write
+        self.rollouts.releases_changed()
+        if name:
+            self.queue.add(("release", "", name))
         for store in list(self.caches.inodes.values()):
-            for body in store:
-                meta = body.get("metadata") or {}
+            for inode_body in store:
+                meta = inode_body.get("metadata") or {}
                 self.queue.add(("inode", str(meta.get("namespace")), str(meta.get("name"))))
 
     def _pool_later(self, namespace: str, pool: str) -> None:
@@ -265,10 +312,32 @@ class Reconciler:
     def _forget_inode(self, key: Key) -> None:
         self._inode_pool.pop(key, None)
         self._expected.pop(key, None)
-        self._fresh_status.pop((INODES, *key), None)
+        self.writer.forget(INODES, *key)
         METRICS.forget_inference_node(*key)
 
     # --- workers ---------------------------------------------------------------------------
+
+    def register(self, kind: str, handler: Handler) -> None:
+        """Run ``handler(namespace, name)`` for queued keys ``(kind, namespace, name)``.
+
+        The runtime API for other controllers (reputation, routing policy, epochs): they share
+        this queue, its workers, its back-off and its cold-cache barrier.
+        """
+        if kind in self._handlers:
+            raise ValueError(f"a handler for {kind!r} keys is already registered")
+        self._handlers[kind] = handler
+
+    async def _reconcile_inode_key(self, namespace: str, name: str) -> None:
+        with METRICS.time_reconcile("inferencenode"):
+            await self.reconcile_inode((namespace, name))
+
+    async def _reconcile_pool_key(self, namespace: str, name: str) -> None:
+        with METRICS.time_reconcile("operatorpool"):
+            await self.reconcile_pool((namespace, name))
+
+    async def _reconcile_release_key(self, namespace: str, name: str) -> None:
+        with METRICS.time_reconcile("enginerelease"):
+            await self.rollouts.reconcile_release(name)
 
     async def _worker(self, number: int) -> None:
         await self._ready.wait()
@@ -277,24 +346,20 @@ class Reconciler:
             key = await self.queue.get()
             try:
                 kind, namespace, name = cast(tuple[str, str, str], key)
-                with METRICS.time_reconcile("inferencenode" if kind == "inode" else "operatorpool"):
-                    if kind == "inode":
-                        await self.reconcile_inode((namespace, name))
-                    else:
-                        await self.reconcile_pool((namespace, name))
-                self._errors.pop(key, None)
+                await self._handlers[kind](namespace, name)
+                self.backoff.succeeded(key)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self._errors[key] += 1
-                delay = min(2.0 ** self._errors[key], 60.0)
+                delay = self.backoff.failed(key)
+                expected = isinstance(exc, ApiError | AgentUnreachable | TimeoutError | OSError)
                 logger.warning(
-                    "reconcile of %s failed (attempt %d, retry in %.0fs): %s",
+                    "reconcile of %s failed (attempt %d, retry in %.1fs): %s",
                     key,
-                    self._errors[key],
+                    self.backoff.attempts(key),
                     delay,
                     exc,
-                    exc_info=not isinstance(exc, ApiError),
+                    exc_info=not expected,  # tracebacks only for what we did not expect (#21 F9)
                 )
                 self.queue.add_after(key, delay)
             finally:
@@ -320,6 +385,24 @@ class Reconciler:
         post_event_soon(self._client(), body, type_, reason, message, background=self._background)
         self.stats["events"] += 1
 
+    def event(self, body: Body, type_: str, reason: str, message: str) -> None:
+        """Post an Event about ``body`` (for the controllers that run in this reconciler)."""
+        self._event(body, type_, reason, message)
+
+    async def _send_status(
+        self, plural: str, namespace: str, name: str, patch: dict[str, Any]
+    ) -> Mapping[str, Any]:
+        return await self._client().patch_status(plural, namespace, name, patch)
+
+    def invalid_release(self, body: Body, message: str) -> None:
+        """An EngineRelease the operator cannot use: a warning, once per distinct problem."""
+        name = str((body.get("metadata") or {}).get("name") or "")
+        if self._invalid_seen.get(("release", name)) == message:
+            return
+        self._invalid_seen[("release", name)] = message
+        logger.warning("EngineRelease %s ignored: %s", name, message)
+        self._event(body, "Warning", "InvalidSpec", message)
+
     # --- InferenceNode --------------------------------------------------------------------
 
     async def reconcile_inode(self, key: Key) -> None:
@@ -333,13 +416,28 @@ class Reconciler:
             await self._invalid_inode(body, str(exc))
             return
         self._inode_pool[key] = inode.pool
+        step: Step | None = None
+        if self.rollouts_enabled:
+            step = await self.rollouts.step(key, body)
+            if step is not None and step.deletes:
+                await self._rollout_deletes(key, body, step)
+        inode = replace(inode, status=self.rollouts.status(key, body))
         node = _first(self.caches.nodes.get(inode.node_name))
-        release = self._release_for(inode)
         node_plan = plan_devices(inode, node, self.catalog)
+        release = self._release_for(key, body, inode, step)
         pods = self._pods_for(key)
+        if step is not None and step.deletes:
+            gone = {d.name for d in step.deletes}
+            pods = [replace(p, deleting=True) if p.name in gone else p for p in pods]
         observations, retry = await self._observe(inode, node_plan, pods, node, release)
         plan = plan_pods(
-            inode, node_plan, pods, release.pod if release else None, observations, self.settings
+            inode,
+            node_plan,
+            pods,
+            release.pod if release else None,
+            observations,
+            self.settings,
+            release_for=release.per_device if release else None,
         )
         pods, retry_gates = await self._execute(body, inode, plan, pods)
         status, _ = inode_status(
@@ -351,60 +449,93 @@ class Reconciler:
             self._pool_context(inode),
             now=self.now,
         )
-        await self._write_inode_status(body, inode, status)
+        await self._write_inode_status(body, inode, status, step)
+        if step is not None:
+            self.rollouts.after(key, body, step)
         delays = [d for d in (retry, retry_gates) if d is not None]
         if delays:
             self.queue.add_after(("inode", *key), min(delays))
 
+    async def _rollout_deletes(self, key: Key, body: Body, step: Step) -> None:
+        """Delete the pods a rollout batch replaces (its record is already written)."""
+        client = self._client()
+        uids = {p.name: p.uid for p in self._pods_for(key)}
+        deletes = step.deletes
+        results = await asyncio.gather(
+            *(client.delete_pod(key[0], d.name, uids.get(d.name)) for d in deletes), return_exceptions=True
+        )
+        for delete, result in zip(deletes, results, strict=True):
+            if isinstance(result, BaseException):
+                logger.warning("rollout of %s/%s: deleting pod %s failed: %s", *key, delete.name, result)
+                self.queue.add_after(("inode", *key), 1.0)
+            else:
+                self.stats["pods_deleted"] += 1
+
     async def _invalid_inode(self, body: Body, message: str) -> None:
+        """A spec the operator cannot act on: Ready=False InvalidSpec, a warning Event and log line."""
         meta = body.get("metadata") or {}
-        old = dict(body.get("status") or {})
-        conds = [c for c in old.get("conditions") or () if c.get("type") != "Ready"]
         cond = make_condition(
             "Ready", "False", "InvalidSpec", message, observed_generation=meta.get("generation"), now=self.now
         )
+        old = self.writer.current(INODES, body)
         previous = next((c for c in old.get("conditions") or () if c.get("type") == "Ready"), None)
         if previous and previous.get("reason") == "InvalidSpec" and previous.get("message") == message:
             return
-        await self._client().patch_status(
-            INODES, meta["namespace"], meta["name"], {"conditions": [*conds, cond]}
+        await self.writer.write(INODES, body, {}, conditions=[cond], owned=("Ready",))
+        logger.warning(
+            "InferenceNode %s/%s: invalid spec: %s", meta.get("namespace"), meta.get("name"), message
         )
         self._event(body, "Warning", "InvalidSpec", message)
 
-    def _release_for(self, inode: InodeView) -> _Release | None:
-        views = []
-        for store in self.caches.releases.values():
-            for rel_body in store:
-                try:
-                    views.append(ReleaseView.from_body(rel_body))
-                except InvalidObject as exc:
-                    logger.debug("ignoring release: %s", exc)
-        decided = pod_release(inode.status)
-        if decided is not None:
-            # Once the rollout controller recorded a version, it decides what pods run (#7).
-            known = next((v for v in views if (v.version, v.image) == decided), None)
-            source = f"EngineRelease {known.name}" if known else "rollout record"
-            return _Release(
-                PodRelease(*decided),
-                ReleaseInfo(*decided, source),
-                known.min_driver_version if known else None,
-            )
-        chosen = select_release(views, channel=inode.release_channel, version=inode.release_version)
-        if chosen is not None:
-            return _Release(
-                PodRelease(chosen.version, chosen.image),
-                ReleaseInfo(chosen.version, chosen.image, f"EngineRelease {chosen.name}"),
-                chosen.min_driver_version,
-            )
-        image = self.settings.default_engine_image
-        if image:
-            version = self.settings.default_engine_version
-            return _Release(
-                PodRelease(version, image),
-                ReleaseInfo(version, image, "default image (GPUFLEET_DEFAULT_ENGINE_IMAGE)"),
-                None,
-            )
+    def _release_for(self, key: Key, body: Body, inode: InodeView, step: Step | None) -> _Release | None:
+        """Which version/image each device's pod runs: the ONE selector's answer, via the record.
+
+        With the rollout step (the default) the rollout record decides per device
+        (``RolloutController.device_release``): a new node's first install, a replacement
+        mid-rollout, a blocked GPU all get what the record names. Without it (``--core-only``),
+        the same selector's choice for the node. The default image applies only when no
+        EngineRelease exists at all.
+        """
+        ctl = self.rollouts
+        status = ctl.status(key, body)
+        if self.rollouts_enabled:
+
+            def per_device(index: int) -> PodRelease | None:
+                return ctl.device_release(key, body, index)
+
+            shown = per_device(-1)  # what devices outside a batch run (at rest: the current version)
+            if shown is not None:
+                known = ctl.release_of(shown.version)
+                source = f"EngineRelease {known.name}" if known else "rollout record"
+                return _Release(
+                    shown,
+                    ReleaseInfo(shown.version, shown.image, source),
+                    known.min_driver_version if known else None,
+                    per_device,
+                )
+        else:
+            spec = body.get("spec") or {}
+            node = node_state(spec, status, [])
+            selection = ctl.select(spec, status, node, ctl.releases(), (key[0], inode.pool))
+            chosen = selection.target or ctl.release_of(status.get("currentVersion"))
+            if chosen is not None:
+                pod = PodRelease(str(chosen.version), chosen.image)
+                info = ReleaseInfo(pod.version, pod.image, f"EngineRelease {chosen.name}")
+                return _Release(pod, info, chosen.min_driver_version)
+        if not ctl.releases():
+            image = self.settings.default_engine_image
+            if image:
+                version = self.settings.default_engine_version
+                return _Release(
+                    PodRelease(version, image),
+                    ReleaseInfo(version, image, "default image (GPUFLEET_DEFAULT_ENGINE_IMAGE)"),
+                    None,
+                )
         return None
+
+    def pods_of(self, key: Key) -> list[PodView]:
+        """This node's pods as the shared pod watch and our own writes know them."""
+        return self._pods_for(key)
 
     def _pods_for(self, key: Key) -> list[PodView]:
         namespace = key[0]
@@ -644,39 +775,31 @@ class Reconciler:
         rep = pool.reputation_weight if pool.reputation_weight is not None else default_rep
         return PoolContext(True, other, pool.total_stake, rep, k)
 
-    def _current_status(self, plural: str, body: Body) -> dict[str, Any]:
-        meta = body.get("metadata") or {}
-        key = (plural, str(meta.get("namespace")), str(meta.get("name")))
-        fresh = self._fresh_status.get(key)
-        stored = dict(body.get("status") or {})
-        if fresh is not None and _newer(fresh[0], str(meta.get("resourceVersion") or "")):
-            return fresh[1]
-        return stored
-
-    async def _write_status(
-        self, plural: str, body: Body, new: dict[str, Any], keys: Iterable[str] | None
-    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        old = self._current_status(plural, body)
-        patch = status_patch(old, new, tuple(keys) if keys is not None else None)
-        if patch is None:
-            return old, None
-        meta = body.get("metadata") or {}
-        result = await self._client().patch_status(plural, str(meta["namespace"]), str(meta["name"]), patch)
-        rv = str((result.get("metadata") or {}).get("resourceVersion") or "")
-        self._fresh_status[(plural, str(meta["namespace"]), str(meta["name"]))] = (
-            rv,
-            dict(result.get("status") or {**old, **patch}),
-        )
-        self.stats[f"status_writes_{plural}"] += 1
-        return old, patch
-
-    async def _write_inode_status(self, body: Body, inode: InodeView, status: dict[str, Any]) -> None:
-        old, patch = await self._write_status(INODES, body, status, INODE_KEYS)
+    async def _write_inode_status(
+        self, body: Body, inode: InodeView, status: dict[str, Any], step: Step | None
+    ) -> None:
+        """One write per pass: the device/pod part's keys and conditions plus the rollout's."""
+        fields = {k: status[k] for k in INODE_KEYS if k != "conditions" and k in status}
+        conditions = [c for c in status["conditions"] if c.get("type") in INODE_CONDITIONS]
+        owned: tuple[str, ...] = INODE_CONDITIONS
+        if step is not None:
+            fields.update(step.fields)
+            conditions += step.conditions
+            if step.conditions:
+                owned = (*owned, *{str(c.get("type")) for c in step.conditions})
+        try:
+            old, patch = await self.writer.write(INODES, body, fields, conditions=conditions, owned=owned)
+        finally:
+            if step is not None:
+                self.rollouts.committed(inode.key)
+                step.fields, step.conditions = {}, []
         if patch is None:
             return
-        self._events(
-            body, share_events(old.get("devices"), status["devices"], self.settings.share_event_threshold)
-        )
+        self.stats[f"status_writes_{INODES}"] += 1
+        if "devices" in patch:
+            self._events(
+                body, share_events(old.get("devices"), status["devices"], self.settings.share_event_threshold)
+            )
         self._pool_later(inode.namespace, inode.pool)
         METRICS.record_inference_node(
             inode.namespace, inode.name, inode.pool, [_sample(d) for d in status["devices"]]
@@ -696,14 +819,22 @@ class Reconciler:
         try:
             pool = PoolView.from_body(body)
         except InvalidObject as exc:
-            self._event(body, "Warning", "InvalidSpec", str(exc))
+            if self._invalid_seen.get(("pool", f"{key[0]}/{key[1]}")) != str(exc):
+                self._invalid_seen[("pool", f"{key[0]}/{key[1]}")] = str(exc)
+                logger.warning("OperatorPool %s/%s: invalid spec: %s", *key, exc)
+                self._event(body, "Warning", "InvalidSpec", str(exc))
             return
         vram = sum(m.vram_mib for m in members)
         devices = sum(m.devices for m in members)
         ready = sum(m.ready for m in members)
+        pool = replace(pool, status=self.writer.current(POOLS, body))
         new = pool_status(pool, vram, devices, ready, self.settings.min_self_stake_bps, now=self.now)
-        old, patch = await self._write_status(POOLS, body, new, None)
+        fields = {k: v for k, v in new.items() if k != "conditions"}
+        old, patch = await self.writer.write(
+            POOLS, body, fields, conditions=new["conditions"], owned=POOL_CONDITIONS
+        )
         if patch is not None:
+            self.stats[f"status_writes_{POOLS}"] += 1
             before = {c.get("type"): c.get("status") for c in old.get("conditions") or ()}
             for cond in new["conditions"]:
                 if cond["type"] == "MinimumSelfStake" and before.get("MinimumSelfStake") != cond["status"]:

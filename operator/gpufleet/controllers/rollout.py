@@ -1,124 +1,87 @@
-"""kopf wiring for automatic engine updates. Thin: the decisions are ``gpufleet.rollout``'s.
+"""The rollout step of the InferenceNode pass, and the EngineRelease (failure budget) controller.
 
-``install(registry, ...)`` adds the rollout controller to the operator's kopf registry (the one
-``handlers.make_registry`` builds). It reuses the operator's indexes for InferenceNodes, pools,
-releases and nodes, adds one index of engine pod snapshots (it needs container states for crash
-loops), and runs its own work queue:
+Thin: the decisions are ``gpufleet.rollout``'s. This is not a controller of its own any more
+(issue #14): it has no queue, no workers, no pod cache and no status writes of its own. The one
+InferenceNode reconciler (``controllers.reconciler``) calls ``step`` in every pass of a node,
+before it plans the node's pods, and
 
-- ``("inode", ns, name)``: select the release, plan the rollout step, write ``status.rollout``
-  (and ``currentVersion``/``targetVersion``/``lastStableVersion`` and the ``Updating``,
-  ``RolledBack``, ``ReleaseSkipped`` conditions) *before* deleting or creating pods;
-- ``("release", name)``: recompute the release's failure budget from the nodes' failure records
-  and write ``EngineRelease.status`` (halted, failedNodes).
+* ``step`` selects the release (``gpufleet.rollout.selection.select_release``, the ONE selector:
+  channels, pins, driver gates, halts, failures, approvals) and plans the rollout; its status
+  fields (``rollout``, ``currentVersion``/``targetVersion``/``lastStableVersion``, conditions
+  ``Updating``/``RolledBack``/``ReleaseSkipped``) go through the shared ``StatusWriter``: at once
+  when pods are to be deleted (the record is written *before* any pod is touched), else with the
+  core's write of the same pass;
+* the core then creates every missing pod with ``device_release``: the version and image the
+  rollout record names for that device (also for new nodes, replacements and blocked GPUs);
+* ``reconcile_release`` recomputes an EngineRelease's failure budget (``status.halted``,
+  ``failedNodes``, condition ``Halted``), queued as ``("release", "", name)``.
 
-Pool-wide unavailability is computed under a per-pool lock from the pod index plus the rollout
-records this process wrote last (fresher than the watch), so two nodes of one pool never reserve
-the same headroom.
+Pool-wide unavailability is computed under a per-pool lock from the shared pod cache plus the
+rollout records this process decided last, so two nodes of one pool never reserve the same
+headroom.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from collections.abc import Awaitable, Callable, Collection, Hashable, Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
-import kopf
-
-from gpufleet import API_GROUP, API_VERSION
 from gpufleet.conditions import Clock, Status, set_condition, utcnow
-from gpufleet.controllers.kube import ApiError, KubeClient, post_event_soon
-from gpufleet.controllers.workqueue import WorkQueue
 from gpufleet.metrics import METRICS
-from gpufleet.objects import LABEL_INODE, LABEL_MANAGED_BY, MANAGED_BY, InodeView, InvalidObject
-from gpufleet.podspec import PodDevice, PodRelease, build_pod
+from gpufleet.objects import READY_GATE, NodeView
+from gpufleet.objects import PodView as CorePod
+from gpufleet.podspec import PodRelease
 from gpufleet.rollout.budget import HALTED, evaluate_budget
 from gpufleet.rollout.plan import (
-    CreatePod,
     DeletePod,
     NodeState,
     Plan,
     PodView,
     PoolCapacity,
+    device_image,
     node_unavailable,
+    parse_time,
 )
 from gpufleet.rollout.plan import plan_rollout as plan_step
-from gpufleet.rollout.report import progress, rollout_conditions
-from gpufleet.rollout.selection import ReleaseView, Selection, select_release
+from gpufleet.rollout.report import RELEASE_SKIPPED, ROLLED_BACK, UPDATING, progress, rollout_conditions
+from gpufleet.rollout.selection import LEAVING_HALTED, ReleaseView, Selection, select_release
 from gpufleet.rollout.state import FailureRecord, Phase, RolloutStatus
 from gpufleet.rollout.views import (
+    CRASH_RESTARTS,
+    STUCK_REASONS,
     approved_major,
     node_engines,
     node_hardware,
     node_state,
-    pod_view,
     pool_max_unavailable,
     release_view,
 )
 from gpufleet.settings import OperatorSettings
+
+if TYPE_CHECKING:
+    from gpufleet.controllers.reconciler import Reconciler
 
 logger = logging.getLogger("gpufleet.rollout")
 
 Body = Mapping[str, Any]
 Key = tuple[str, str]
 INODES = "inferencenodes"
-VERSION_KEYS = ("currentVersion", "targetVersion", "lastStableVersion")
+RELEASES = "enginereleases"
+
+#: Condition types the rollout step owns on an InferenceNode.
+OWN_CONDITIONS = (UPDATING, ROLLED_BACK, RELEASE_SKIPPED)
+#: Top-level InferenceNode status keys the rollout step owns.
+OWN_KEYS = ("rollout", "currentVersion", "targetVersion", "lastStableVersion")
 
 
 def _first(values: Iterable[Any] | None) -> Any:
     for value in values or ():
         return value
     return None
-
-
-def _rv(body: Body | None) -> int:
-    try:
-        return int(((body or {}).get("metadata") or {}).get("resourceVersion") or 0)
-    except ValueError:
-        return 0
-
-
-#: Condition types this controller writes (a change to them by anyone else must be looked at).
-OWN_CONDITIONS = ("Updating", "RolledBack", "ReleaseSkipped")
-
-
-def _signature(body: Body) -> str:
-    """What of an InferenceNode the rollout reads or writes; other status churn is not a reason to run."""
-    meta, status = body.get("metadata") or {}, body.get("status") or {}
-    conditions = [
-        (c.get("type"), c.get("status"), c.get("reason"), c.get("message"))
-        for c in status.get("conditions") or ()
-        if c.get("type") in OWN_CONDITIONS
-    ]
-    devices = sorted(
-        (d.get("index"), d.get("engine"), (d.get("validation") or {}).get("valid"))
-        for d in status.get("devices") or ()
-        if isinstance(d, Mapping)
-    )
-    return json.dumps(
-        [
-            meta.get("generation"),
-            meta.get("deletionTimestamp"),
-            body.get("spec"),
-            status.get("rollout"),
-            [status.get(k) for k in VERSION_KEYS],
-            conditions,
-            devices,
-        ],
-        sort_keys=True,
-        default=str,
-    )
-
-
-def _overlay(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """Status fields as they read back once written (a merge patch drops the nulls)."""
-    out = dict(fields)
-    if isinstance(out.get("rollout"), Mapping):
-        out["rollout"] = {k: v for k, v in out["rollout"].items() if v is not None}
-    return out
 
 
 def _status_value(text: str) -> Status:
@@ -129,100 +92,83 @@ def _status_value(text: str) -> Status:
     return "Unknown"
 
 
-def _snapshot(body: Body) -> dict[str, Any]:
-    return {
-        "metadata": dict(body.get("metadata") or {}),
-        "spec": dict(body.get("spec") or {}),
-        "status": dict(body.get("status") or {}),
-    }
+def _condition(conditions: Iterable[Mapping[str, Any]], type_: str) -> Mapping[str, Any] | None:
+    return next((c for c in conditions if c.get("type") == type_), None)
+
+
+def rollout_pod(pod: CorePod, *, first_seen_ready: datetime | None = None) -> PodView:
+    """The rollout planner's view of one pod of the shared pod cache.
+
+    Ready means the pod's Ready condition *and* the ``gpufleet.io/engine-ready`` gate are True;
+    ``ready_since`` is the earlier of when this operator first saw it ready and the later
+    transition time of the two plus one second (seconds are truncated): both are upper bounds
+    of the real moment, so ``minReadySeconds`` is never shortened.
+    """
+    ready_cond = _condition(pod.conditions, "Ready")
+    gate = _condition(pod.conditions, READY_GATE)
+    ready = bool(ready_cond and ready_cond.get("status") == "True" and gate and gate.get("status") == "True")
+    ready_since: datetime | None = None
+    if ready:
+        stamps = [parse_time(c.get("lastTransitionTime")) for c in (ready_cond, gate) if c]
+        known = [s for s in stamps if s is not None]
+        bounds = [b for b in (first_seen_ready, max(known) + timedelta(seconds=1) if known else None) if b]
+        ready_since = min(bounds) if bounds else None
+    crash = pod.phase == "Failed" or pod.waiting_reason in STUCK_REASONS or pod.restarts >= CRASH_RESTARTS
+    return PodView(
+        name=pod.name,
+        device_index=pod.device_index if pod.device_index is not None else -1,
+        image=pod.image,
+        version=pod.version,
+        ready=ready,
+        ready_since=ready_since,
+        crash_looping=crash,
+        terminating=pod.deleting,
+    )
 
 
 @dataclass
-class Caches:
-    """Read-only views (kopf indexes in production, dicts in tests)."""
+class Step:
+    """What the rollout decided in one pass of a node."""
 
-    inodes: Mapping[Any, Collection[Body]] = field(default_factory=dict)
-    pods: Mapping[Any, Collection[Body]] = field(default_factory=dict)
-    pools: Mapping[Any, Collection[Body]] = field(default_factory=dict)
-    releases: Mapping[Any, Collection[Body]] = field(default_factory=dict)
-    nodes: Mapping[Any, Collection[Any]] = field(default_factory=dict)
-
-
-@dataclass
-class _Written:
-    """Status fields this process wrote, with the resourceVersion the write produced."""
-
-    rv: int
+    plan: Plan
+    selection: Selection
+    node: NodeState
+    #: Status fields still to write (with the core's write of this pass); empty once written.
     fields: dict[str, Any]
+    conditions: list[dict[str, Any]]
+    unavailable_before: int
+    pool: Key
+
+    @property
+    def deletes(self) -> list[DeletePod]:
+        return [a for a in self.plan.actions if isinstance(a, DeletePod)]
 
 
 class RolloutController:
-    def __init__(
-        self,
-        settings: OperatorSettings | None = None,
-        *,
-        workers: int = 8,
-        now: Clock = utcnow,
-    ) -> None:
-        self.settings = settings or OperatorSettings()
+    """Rollout decisions inside the InferenceNode pass, plus the EngineRelease budget."""
+
+    def __init__(self, host: Reconciler, *, now: Clock = utcnow) -> None:
+        self.host = host
         self.now = now
-        self.workers = workers
-        self.queue = WorkQueue()
-        self.caches = Caches()
-        self.client: KubeClient | None = None
-        self._tasks: list[asyncio.Task[None]] = []
-        self._background: set[asyncio.Task[Any]] = set()
-        self._written: dict[Key, _Written] = {}
-        self._inflight: dict[
-            Key, dict[str, Any]
-        ] = {}  # a status write on its way (decided, not yet sent back)
-        self._release_written: dict[str, _Written] = {}
         self._pool_locks: dict[Key, asyncio.Lock] = {}
         self._waiting: dict[Key, set[Key]] = {}
-        self._ready_seen: dict[str, datetime | None] = {}  # pod uid -> first seen ready (None: seen unready)
-        self._errors: dict[Hashable, int] = {}
-        self.stats: dict[str, int] = {}
-        self._node_labels: dict[str, tuple[tuple[str, str], ...]] = {}
+        self._ready_seen: dict[str, datetime | None] = {}  # pod uid -> first seen ready (None: unready)
+        self._views: dict[str, tuple[str, PodView]] = {}  # pod uid -> (resourceVersion/seen, view)
         # Per node: (devices, unavailable-or-reserved devices), recomputed only after a change.
         self._down: dict[Key, tuple[int, int]] = {}
         self._down_dirty: set[Key] = set()
-        self._views: dict[str, tuple[str, PodView | None]] = {}  # pod uid -> (resourceVersion, view)
         self._pool_of: dict[Key, Key] = {}
-        self._facts: dict[str, tuple[Any, ...] | None] = {}  # pod uid -> what the planner reads of it
+        self._members: dict[Key, set[Key]] = {}
+        self._inflight: dict[Key, dict[str, Any]] = {}  # decided, not yet written
         self._release_epoch = 0
         self._release_cache: tuple[int, dict[str, ReleaseView]] | None = None
-        self._members: dict[Key, set[Key]] = {}
-        self._seen: dict[Key, str] = {}  # the last InferenceNode state a reconcile was queued for
-
-    # --- lifecycle -----------------------------------------------------------------------
-
-    def start(self, client: KubeClient) -> None:
-        self.client = client
-        if not self._tasks:
-            self._tasks = [
-                asyncio.create_task(self._worker(), name=f"gpufleet-rollout-{i}") for i in range(self.workers)
-            ]
-        for key in list(self.caches.inodes):
-            self.queue.add(("inode", *key))
-        for name in list(self.caches.releases):
-            self.queue.add(("release", name))
-
-    async def stop(self) -> None:
-        self.queue.close()
-        tasks = [*self._tasks, *self._background]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._tasks.clear()
-        self._background.clear()
-        if self.client is not None:
-            await self.client.close()
+        self._pool_generation: dict[Key, object] = {}
 
     @property
-    def idle(self) -> bool:
-        return self.queue.idle
+    def settings(self) -> OperatorSettings:
+        return self.host.settings
 
-    # --- event intake (cheap, synchronous) ------------------------------------------------
+    # --- event intake (cheap, synchronous; called by the reconciler) ------------------------
 
     def inode_changed(self, namespace: str, name: str, body: Body | None, deleted: bool) -> None:
         key = (namespace, name)
@@ -231,178 +177,87 @@ class RolloutController:
         if old_pool is not None:
             self._members.get(old_pool, set()).discard(key)
         if deleted or body is None:
-            self._written.pop(key, None)
-            self._seen.pop(key, None)
-            METRICS.forget_inference_node(namespace, name)
-            self.queue.add(("inode", namespace, name))
+            self._inflight.pop(key, None)
+            self._down.pop(key, None)
             return
         pool = (namespace, str(((body.get("spec") or {}).get("poolRef") or {}).get("name") or ""))
         self._pool_of[key] = pool
         self._members.setdefault(pool, set()).add(key)
-        signature = _signature(body)
-        if self._seen.get(key) == signature:
-            return  # the echo of our own write, or a change to fields the rollout does not read
-        self._seen[key] = signature
-        self.queue.add(("inode", namespace, name))
 
-    def pod_changed(self, namespace: str, inode: str, body: Body, deleted: bool) -> None:
-        uid = str((body.get("metadata") or {}).get("uid") or "")
-        if deleted:
+    def pod_changed(self, namespace: str, inode: str, uid: str, view: CorePod | None) -> None:
+        if view is None:
             self._ready_seen.pop(uid, None)
             self._views.pop(uid, None)
-            self._facts.pop(uid, None)
-        elif uid:
-            view = pod_view(body)
-            if view is not None and not view.ready:
+        else:
+            ready = rollout_pod(view).ready
+            if not ready:
                 self._ready_seen[uid] = None
-            elif view is not None and self._ready_seen.get(uid, 0) is None:
+            elif self._ready_seen.get(uid, 0) is None:
                 self._ready_seen[uid] = self.now()  # watched it turn ready: exact time
-            facts = (
-                None
-                if view is None
-                else (
-                    view.device_index,
-                    view.image,
-                    view.version,
-                    view.ready,
-                    view.crash_looping,
-                    view.terminating,
-                )
-            )
-            if self._facts.get(uid, ()) == facts:
-                return  # e.g. Pending -> ContainerCreating: nothing the rollout decides on
-            self._facts[uid] = facts
         if inode:
             self._down_dirty.add((namespace, inode))
-            self.queue.add(("inode", namespace, inode))
 
-    def releases_changed(self, name: str) -> None:
+    def releases_changed(self) -> None:
         self._release_epoch += 1
-        self.queue.add(("release", name))
-        for key in list(self.caches.inodes):
-            self.queue.add(("inode", *key))
 
-    def pool_changed(self, namespace: str, name: str) -> None:
-        for key in self._pool_members((namespace, name)):
-            self.queue.add(("inode", *key))
-
-    def node_changed(self, node_name: str, labels: Mapping[str, str] | None) -> None:
-        """Only the driver/CUDA labels matter to release selection; other churn is ignored."""
-        relevant = tuple(
-            sorted((k, v) for k, v in (labels or {}).items() if k.startswith("nvidia.com/cuda."))
+    def pool_changed(self, namespace: str, name: str, body: Body | None) -> list[Key]:
+        """Members to re-plan when the pool's spec changed (its update policy or approvals)."""
+        key = (namespace, name)
+        generation = (
+            None if body is None else ((body.get("metadata") or {}).get("generation"), body.get("spec"))
         )
-        if self._node_labels.get(node_name) == relevant:
-            return
-        self._node_labels[node_name] = relevant
-        for key, bodies in list(self.caches.inodes.items()):
-            body = _first(bodies)
-            if body is not None and (body.get("spec") or {}).get("nodeName") == node_name:
-                self.queue.add(("inode", *key))
+        if self._pool_generation.get(key) == generation:
+            return []
+        self._pool_generation[key] = generation
+        return self._pool_members(key)
 
-    # --- workers ---------------------------------------------------------------------------
+    # --- views over the shared caches -------------------------------------------------------
 
-    async def _worker(self) -> None:
-        while True:
-            key = await self.queue.get()
-            try:
-                if key[0] == "inode":  # type: ignore[index]
-                    with METRICS.time_reconcile("rollout"):
-                        await self.reconcile_inode((key[1], key[2]))  # type: ignore[index]
-                else:
-                    await self.reconcile_release(key[1])  # type: ignore[index]
-                self._errors.pop(key, None)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                attempt = self._errors[key] = self._errors.get(key, 0) + 1
-                delay = min(2.0**attempt * 0.25, 30.0)
-                logger.warning(
-                    "rollout reconcile of %s failed (attempt %d, retry in %.1fs): %s",
-                    key,
-                    attempt,
-                    delay,
-                    exc,
-                    exc_info=not isinstance(exc, ApiError),
-                )
-                self.queue.add_after(key, delay)
-            finally:
-                self.queue.done(key)
-
-    def _client(self) -> KubeClient:
-        if self.client is None:
-            raise RuntimeError(
-                "the rollout controller has no API client: start() it from the operator's startup"
-            )
-        return self.client
-
-    def _event(self, body: Body, type_: str, reason: str, message: str) -> None:
-        post_event_soon(self._client(), body, type_, reason, message, background=self._background)
-
-    # --- views over the caches --------------------------------------------------------------
-
-    def _status(self, key: Key, body: Body) -> dict[str, Any]:
-        """The node's status as this process last knows it: its own write wins until echoed."""
-        status = dict(body.get("status") or {})
-        written = self._written.get(key)
-        if written is not None:
-            if _rv(body) >= written.rv:
-                del self._written[key]
-            else:
-                status.update(written.fields)
+    def status(self, key: Key, body: Body) -> dict[str, Any]:
+        """The node's status as this process knows it: its writes, then what it decided since."""
+        status = self.host.writer.current(INODES, body)
         status.update(self._inflight.get(key) or {})
         return status
 
-    def _release_status(self, name: str, body: Body) -> dict[str, Any]:
-        status = dict(body.get("status") or {})
-        written = self._release_written.get(name)
-        if written is not None:
-            if _rv(body) >= written.rv:
-                del self._release_written[name]
-            else:
-                status.update(written.fields)
-        return status
-
-    def _releases(self) -> dict[str, ReleaseView]:
+    def releases(self) -> dict[str, ReleaseView]:
         if self._release_cache is not None and self._release_cache[0] == self._release_epoch:
             return self._release_cache[1]
         epoch = self._release_epoch
         views: dict[str, ReleaseView] = {}
-        for name, bodies in list(self.caches.releases.items()):
+        for name, bodies in list(self.host.caches.releases.items()):
             body = _first(bodies)
             if body is None:
                 continue
             try:
-                views[str(name)] = release_view({**body, "status": self._release_status(str(name), body)})
+                views[str(name)] = release_view({**body, "status": self.host.writer.current(RELEASES, body)})
             except ValueError as exc:
-                logger.debug("ignoring release: %s", exc)
+                self.host.invalid_release(body, str(exc))
         self._release_cache = (epoch, views)
         return views
 
-    def _pods(self, key: Key) -> list[PodView]:
+    def pods(self, key: Key) -> list[PodView]:
         out = []
-        for body in self.caches.pods.get(key, ()):
-            meta = body.get("metadata") or {}
-            uid = str(meta.get("uid") or "")
-            seen = self._ready_seen.get(uid)
-            rv = f"{meta.get('resourceVersion')}/{seen}"
-            memo = self._views.get(uid)
-            if memo is not None and memo[0] == rv:
+        for pod in self.host.pods_of(key):
+            if pod.device_index is None:
+                continue
+            seen = self._ready_seen.get(pod.uid)
+            memo_key = f"{pod.resource_version}/{seen}"
+            memo = self._views.get(pod.uid)
+            if memo is not None and memo[0] == memo_key:
                 view = memo[1]
             else:
-                view = pod_view(body, first_seen_ready=seen)
-                if uid:
-                    self._views[uid] = (rv, view)
-            if view is None:
-                continue
-            if view.ready and uid and uid not in self._ready_seen:
+                view = rollout_pod(pod, first_seen_ready=seen)
+                if pod.uid:
+                    self._views[pod.uid] = (memo_key, view)
+            if view.ready and pod.uid and pod.uid not in self._ready_seen:
                 # First sight of an already-ready pod (e.g. after a restart): trust its conditions.
-                self._ready_seen[uid] = view.ready_since
+                self._ready_seen[pod.uid] = view.ready_since
             out.append(view)
         return out
 
     def _pool_members(self, pool: Key) -> list[Key]:
-        if not self._members and self.caches.inodes:
-            for key, bodies in list(self.caches.inodes.items()):  # before any event (tests, restarts)
+        if not self._members and self.host.caches.inodes:
+            for key, bodies in list(self.host.caches.inodes.items()):  # before any event (tests, restarts)
                 body = _first(bodies)
                 if body is not None:
                     self.inode_changed(key[0], key[1], body, deleted=False)
@@ -414,18 +269,18 @@ class RolloutController:
         if cached is not None and key not in self._down_dirty:
             return cached
         self._down_dirty.discard(key)
-        body = _first(self.caches.inodes.get(key))
+        body = _first(self.host.caches.inodes.get(key))
         if body is None:
             self._down.pop(key, None)
             return (0, 0)
-        pods = self._pods(key)
-        state = node_state(body.get("spec") or {}, self._status(key, body), pods)
+        pods = self.pods(key)
+        state = node_state(body.get("spec") or {}, self.status(key, body), pods)
         value = (len(state.serving), len(node_unavailable(state.serving, pods, state.rollout)))
         self._down[key] = value
         return value
 
     def _pool_capacity(self, pool: Key, me: Key, my_devices: int) -> PoolCapacity:
-        pool_body = _first(self.caches.pools.get(pool))
+        pool_body = _first(self.host.caches.pools.get(pool))
         total = my_devices
         elsewhere = 0
         for key in self._pool_members(pool):
@@ -437,58 +292,83 @@ class RolloutController:
         spec = (pool_body or {}).get("spec") or {}
         return PoolCapacity(total, pool_max_unavailable(spec), elsewhere)
 
-    # --- InferenceNode ------------------------------------------------------------------------
+    # --- the step ----------------------------------------------------------------------------
 
-    async def reconcile_inode(self, key: Key) -> None:
-        body = _first(self.caches.inodes.get(key))
-        if body is None:
-            self._written.pop(key, None)
-            return
+    async def step(self, key: Key, body: Body) -> Step | None:
+        """Plan this node's rollout; writes the record first when pods are to be deleted."""
         meta, spec = body.get("metadata") or {}, body.get("spec") or {}
         if meta.get("deletionTimestamp"):
-            return
-        pool_name = str((spec.get("poolRef") or {}).get("name") or "")
-        pool = (key[0], pool_name)
+            return None
+        pool = (key[0], str((spec.get("poolRef") or {}).get("name") or ""))
         lock = self._pool_locks.setdefault(pool, asyncio.Lock())
         async with lock:
             # Read again under the lock: a body captured before waiting may predate our last write.
-            body = _first(self.caches.inodes.get(key))
-            if body is None:
-                return
+            body = _first(self.host.caches.inodes.get(key)) or body
             spec = body.get("spec") or {}
-            status = self._status(key, body)
-            pods = self._pods(key)
+            status = self.status(key, body)
+            pods = self.pods(key)
             node = node_state(spec, status, pods)
-            releases = self._releases()
-            selection = self._select(spec, status, node, releases, pool)
+            releases = self.releases()
+            selection = self.select(spec, status, node, releases, pool)
             active = releases.get(node.rollout.release or "")
             capacity = self._pool_capacity(pool, key, len(node.serving))
             plan = plan_step(
-                node, pods, capacity, target=selection.target, active_release=active, now=self.now()
+                node,
+                pods,
+                capacity,
+                target=selection.target,
+                active_release=active,
+                now=self.now(),
+                leave_current=selection.reason == LEAVING_HALTED,
             )
             before = len(node_unavailable(node.serving, pods, node.rollout))
-            fields = self._fields(body, status, node, plan, selection)
+            fields, conditions = self._fields(body, status, node, plan, selection)
             if fields:
-                self._inflight[key] = _overlay(fields)
+                self._inflight[key] = dict(fields)
             # What other nodes of the pool count for this one from now on (reservations included).
-            # Recorded before the lock is released; the write itself need not hold up the pool.
             self._down[key] = (len(node.serving), len(plan.unavailable_devices))
             self._down_dirty.discard(key)
-        if fields:
-            await self._send(key, fields)
+        step = Step(plan, selection, node, fields, conditions, before, pool)
+        if plan.actions and (fields or conditions):
+            await self.write(key, body, step)  # intent first: the record before any pod changes
+        return step
+
+    async def write(self, key: Key, body: Body, step: Step) -> None:
+        try:
+            await self.host.writer.write(
+                INODES,
+                body,
+                step.fields,
+                conditions=step.conditions,
+                owned=OWN_CONDITIONS if step.conditions else (),
+            )
+        finally:
+            self.committed(key)
+        step.fields, step.conditions = {}, []
+
+    def committed(self, key: Key) -> None:
+        """The decided fields are written (or failed to be): the writer's overlay has them now."""
+        self._inflight.pop(key, None)
+        self._down_dirty.add(key)
+
+    def after(self, key: Key, body: Body, step: Step) -> None:
+        """Events, wake-ups and metrics once the pass has done the step's pod work."""
+        plan, pool = step.plan, step.pool
+        queue = self.host.queue
         if plan.rollout.reason == "WaitingForCapacity":
             self._waiting.setdefault(pool, set()).add(key)
-        if len(plan.unavailable_devices) < before or plan.rollout.phase in (
+        if len(plan.unavailable_devices) < step.unavailable_before or plan.rollout.phase in (
             Phase.SUCCEEDED,
             Phase.ROLLED_BACK,
         ):
             for other in self._waiting.pop(pool, set()) - {key}:
-                self.queue.add(("inode", *other))
-        await self._act(key, body, status, plan, pods)
+                queue.add(("inode", *other))
         for event in plan.events:
-            self._event(body, event.type, event.reason, event.message)
+            self.host.event(body, event.type, event.reason, event.message)
+            if event.reason in _INFO_EVENTS:
+                logger.info("InferenceNode %s/%s: %s: %s", key[0], key[1], event.reason, event.message)
         if plan.failure is not None and plan.failure.release:
-            self.queue.add(("release", plan.failure.release))
+            queue.add(("release", "", plan.failure.release))
         if plan.outcome is not None:
             failure = plan.rollout.failure
             reason = failure.reason.value if plan.outcome.result == "rolled_back" and failure else None
@@ -499,21 +379,19 @@ class RolloutController:
             state=plan.rollout.phase.value,
             current_version=plan.current_version or "",
             target_version=plan.target_version or "",
-            updated_devices=progress(plan.rollout, len(node.devices)),
-            total_devices=len(node.devices),
+            updated_devices=progress(plan.rollout, len(step.node.devices)),
+            total_devices=len(step.node.devices),
         )
         if plan.requeue_after is not None:
-            self.queue.add_after(("inode", *key), plan.requeue_after + 0.01)
+            queue.add_after(("inode", *key), plan.requeue_after + 0.01)
 
-    def _select(
+    def select(
         self, spec: Body, status: Body, node: NodeState, releases: Mapping[str, ReleaseView], pool: Key
     ) -> Selection:
         release = spec.get("release") or {}
-        pool_body = _first(self.caches.pools.get(pool))
-        node_view = _first(self.caches.nodes.get(spec.get("nodeName")))
-        labels = getattr(node_view, "labels", None)
-        if labels is None and isinstance(node_view, Mapping):
-            labels = (node_view.get("metadata") or {}).get("labels")
+        pool_body = _first(self.host.caches.pools.get(pool))
+        node_view: NodeView | None = _first(self.host.caches.nodes.get(spec.get("nodeName")))
+        labels = node_view.labels if node_view is not None else None
         try:
             return select_release(
                 releases.values(),
@@ -530,8 +408,8 @@ class RolloutController:
 
     def _fields(
         self, body: Body, status: dict[str, Any], node: NodeState, plan: Plan, selection: Selection
-    ) -> dict[str, Any]:
-        """The status fields that change: the record, the versions, our three conditions."""
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The status fields that change, and our three conditions when one of them changes."""
         fields: dict[str, Any] = {}
         if plan.rollout != node.rollout:
             # Every field, nulls included: a merge patch removes keys only when told to.
@@ -544,7 +422,8 @@ class RolloutController:
         for name, value in versions.items():
             if status.get(name) != value:
                 fields[name] = value
-        conditions = list(status.get("conditions") or ())
+        old = list(status.get("conditions") or ())
+        conditions = old
         generation = (body.get("metadata") or {}).get("generation")
         for cond in rollout_conditions(plan.rollout, selection):
             conditions = set_condition(
@@ -556,87 +435,47 @@ class RolloutController:
                 observed_generation=generation,
                 now=self.now,
             )
-        if conditions != list(status.get("conditions") or ()):
-            fields["conditions"] = conditions
-        return fields
+        mine = [c for c in conditions if c.get("type") in OWN_CONDITIONS]
+        return fields, (mine if conditions != old else [])
 
-    async def _send(self, key: Key, fields: dict[str, Any]) -> None:
-        """Write the record; pods are only touched after this succeeded."""
-        try:
-            result = await self._client().patch_status(INODES, key[0], key[1], fields)
-        except BaseException:
-            self._inflight.pop(key, None)
-            self._down_dirty.add(key)
-            raise
-        previous = self._written.get(key)
-        # Until the watch catches up, the overlay must hold every write since, not just this one.
-        merged = {**previous.fields, **_overlay(fields)} if previous is not None else _overlay(fields)
-        self._written[key] = _Written(_rv(result), merged)
-        self._inflight.pop(key, None)
-        if isinstance(result, Mapping) and result:
-            self._seen[key] = _signature(result)
-        self.stats["status_writes"] = self.stats.get("status_writes", 0) + 1
+    # --- for the core: which release each pod runs ------------------------------------------
 
-    async def _act(self, key: Key, body: Body, status: Body, plan: Plan, pods: list[PodView]) -> None:
-        if not plan.actions:
-            return
-        client = self._client()
-        uids = {
-            str((p.get("metadata") or {}).get("name")): (p.get("metadata") or {}).get("uid")
-            for p in self.caches.pods.get(key, ())
-        }
-        jobs: list[Awaitable[Any]] = []
-        for action in plan.actions:
-            if isinstance(action, DeletePod):
-                jobs.append(client.delete_pod(key[0], action.name, uids.get(action.name)))
-            elif isinstance(action, CreatePod):
-                manifest = self._manifest(body, status, action)
-                if manifest is not None:
-                    jobs.append(client.create_pod(manifest))
-        results = await asyncio.gather(*jobs, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                logger.warning("rollout of %s/%s: pod write failed: %s", *key, result)
-                self.queue.add_after(("inode", *key), 1.0)
+    def device_release(self, key: Key, body: Body, index: int) -> PodRelease | None:
+        """Version and image of the pod of device ``index`` now: the rollout record decides."""
+        status = self.status(key, body)
+        rollout = RolloutStatus.from_status(status.get("rollout"))
+        version, image = device_image(rollout, status.get("currentVersion"), index)
+        if version and image:
+            return PodRelease(str(version), str(image))
+        return None
 
-    def _manifest(self, body: Body, status: Body, action: CreatePod) -> dict[str, Any] | None:
-        try:
-            inode = InodeView.from_body(body)
-        except InvalidObject as exc:
-            logger.warning("cannot build pod: %s", exc)
-            return None
-        entry: Mapping[str, Any] = next(
-            (d for d in status.get("devices") or () if d.get("index") == action.device_index), {}
-        )
-        validation = entry.get("validation") or {}
-        device = PodDevice(
-            index=action.device_index,
-            routable=bool(validation.get("valid", False)),
-            product=entry.get("product"),
-        )
-        return build_pod(inode, device, PodRelease(action.version, action.image), self.settings)
+    def release_of(self, version: str | None) -> ReleaseView | None:
+        return next((r for r in self.releases().values() if str(r.version) == version), None)
 
-    # --- EngineRelease ---------------------------------------------------------------------------
+    # --- EngineRelease ---------------------------------------------------------------------
 
     def _failures(self) -> dict[str, FailureRecord]:
         failures = {}
-        for key, bodies in list(self.caches.inodes.items()):
+        for key, bodies in list(self.host.caches.inodes.items()):
             body = _first(bodies)
             if body is None:
                 continue
-            record = RolloutStatus.from_status(self._status(key, body).get("rollout")).failure
+            try:
+                record = RolloutStatus.from_status(self.status(key, body).get("rollout")).failure
+            except ValueError:
+                continue  # a hand-edited record; the node's own pass reports it
             if record is not None:
                 failures[f"{key[0]}/{key[1]}"] = record
         return failures
 
     async def reconcile_release(self, name: str) -> None:
-        body = _first(self.caches.releases.get(name))
+        body = _first(self.host.caches.releases.get(name))
         if body is None:
-            self._release_written.pop(name, None)
+            self.host.writer.forget(RELEASES, "", name)
             METRICS.forget_release(name)
             return
         spec = body.get("spec") or {}
-        status = self._release_status(name, body)
+        status = self.host.writer.current(RELEASES, body)
         version = str(spec.get("version") or "")
         failures = {n: f for n, f in self._failures().items() if f.release in (None, name)}
         decision = evaluate_budget(
@@ -649,121 +488,44 @@ class RolloutController:
         )
         fields = decision.status_fields()
         cstatus, reason, message = decision.condition
+        generation = (body.get("metadata") or {}).get("generation")
         conditions = set_condition(
             status.get("conditions") or (),
             HALTED,
             _status_value(cstatus),
             reason,
             message,
-            observed_generation=(body.get("metadata") or {}).get("generation"),
+            observed_generation=generation,
             now=self.now,
         )
-        fields["conditions"] = conditions
-        fields["observedGeneration"] = (body.get("metadata") or {}).get("generation")
-        changed = {k: v for k, v in fields.items() if status.get(k) != v}
+        fields["observedGeneration"] = generation
         METRICS.set_release_halted(name, version, decision.halted)
-        if not changed:
-            return
-        path = f"/apis/{API_GROUP}/{API_VERSION}/enginereleases/{name}/status"
-        _, result = await self._client().request(
-            "PATCH",
-            path,
-            body={"status": changed},
-            content_type="application/merge-patch+json",
-            what=f"status of EngineRelease {name}",
+        _, patch = await self.host.writer.write(
+            RELEASES, body, fields, conditions=conditions, owned=(HALTED,)
         )
-        previous = self._release_written.get(name)
-        merged = {**previous.fields, **changed} if previous is not None else changed
-        self._release_written[name] = _Written(_rv(result if isinstance(result, Mapping) else None), merged)
+        if patch is None:
+            return
         self._release_epoch += 1
         if decision.newly_halted:
-            self._event(body, "Warning", "ReleaseHalted", message)
+            self.host.event(body, "Warning", "ReleaseHalted", message)
+            logger.info("EngineRelease %s halted: %s", name, message)
             METRICS.record_rollout_result("cluster", "halted", 0.0, "FailureBudgetExhausted")
         elif decision.resumed:
-            self._event(body, "Normal", "ReleaseResumed", message)
-        if decision.newly_halted or decision.resumed or "halted" in changed:
-            for key in list(self.caches.inodes):
-                self.queue.add(("inode", *key))
+            self.host.event(body, "Normal", "ReleaseResumed", message)
+            logger.info("EngineRelease %s resumed: %s", name, message)
+        if decision.newly_halted or decision.resumed or "halted" in patch:
+            for key in list(self.host.caches.inodes):
+                self.host.queue.add(("inode", *key))
 
 
-def install(
-    registry: kopf.OperatorRegistry,
-    *,
-    settings: OperatorSettings | None = None,
-    connection: Callable[[], kopf.ConnectionInfo],
-    controller: RolloutController | None = None,
-) -> RolloutController:
-    """Add the rollout controller to an operator registry built by ``handlers.make_registry``.
-
-    It reads that registry's ``inode_bodies``, ``pool_bodies``, ``release_bodies`` and
-    ``gpu_nodes`` indexes and adds ``rollout_pods``.
-    """
-    ctl = controller or RolloutController(settings)
-    inodes = (API_GROUP, API_VERSION, "inferencenodes")
-    managed = {LABEL_MANAGED_BY: MANAGED_BY}
-
-    @kopf.index("v1", "pods", labels=managed, id="rollout_pods", registry=registry)
-    async def rollout_pods(**kw: Any) -> dict[Any, Any] | None:
-        inode = kw["labels"].get(LABEL_INODE)
-        return {(kw["namespace"], inode): _snapshot(kw["body"])} if inode else None
-
-    @kopf.on.startup(id="rollout_start", registry=registry)
-    async def rollout_start(**kw: Any) -> None:
-        # The core publishes its caches on the memo in both index modes; with
-        # GPUFLEET_INDEXES=local there are no kopf index kwargs for them.
-        if "inode_bodies" in kw:
-            source: Mapping[str, Any] = kw
-        else:
-            core: Any = getattr(kw["memo"], "gpufleet_caches", None)
-            if core is None:
-                raise RuntimeError(
-                    "the rollout controller needs the core's caches: install it into a registry "
-                    "built by handlers.make_registry"
-                )
-            source = {
-                "inode_bodies": core.inodes,
-                "pool_bodies": core.pools,
-                "release_bodies": core.releases,
-                "gpu_nodes": core.nodes,
-            }
-        ctl.caches = Caches(
-            inodes=source["inode_bodies"],
-            pods=kw["rollout_pods"],
-            pools=source["pool_bodies"],
-            releases=source["release_bodies"],
-            nodes=source["gpu_nodes"],
-        )
-        ctl.start(
-            KubeClient(
-                connection(),
-                concurrency=ctl.settings.api_concurrency,
-                timeout=ctl.settings.api_request_timeout_seconds,
-            )
-        )
-
-    @kopf.on.cleanup(id="rollout_stop", registry=registry)
-    async def rollout_stop(**_: Any) -> None:
-        await ctl.stop()
-
-    @kopf.on.event(*inodes, id="rollout_inode_event", registry=registry)
-    async def rollout_inode_event(**kw: Any) -> None:
-        ctl.inode_changed(kw["namespace"], kw["name"], kw["body"], deleted=kw["type"] == "DELETED")
-
-    @kopf.on.event("v1", "pods", labels=managed, id="rollout_pod_event", registry=registry)
-    async def rollout_pod_event(**kw: Any) -> None:
-        inode = str(kw["labels"].get(LABEL_INODE) or "")
-        ctl.pod_changed(kw["namespace"], inode, kw["body"], deleted=kw["type"] == "DELETED")
-
-    @kopf.on.event(API_GROUP, API_VERSION, "enginereleases", id="rollout_release_event", registry=registry)
-    async def rollout_release_event(**kw: Any) -> None:
-        ctl.releases_changed(kw["name"])
-
-    @kopf.on.event(API_GROUP, API_VERSION, "operatorpools", id="rollout_pool_event", registry=registry)
-    async def rollout_pool_event(**kw: Any) -> None:
-        ctl.pool_changed(kw["namespace"], kw["name"])
-
-    @kopf.on.event("v1", "nodes", id="rollout_node_event", registry=registry)
-    async def rollout_node_event(**kw: Any) -> None:
-        ctl.node_changed(kw["name"], kw["labels"])
-
-    return ctl
+#: Rollout Events a person acts on: also logged at INFO, one line naming the node.
+_INFO_EVENTS = frozenset(
+    {
+        "ReleaseInstalled",
+        "RolloutStarted",
+        "RolloutSucceeded",
+        "RolloutFailed",
+        "RolledBack",
+        "RolloutCancelled",
+    }
+)

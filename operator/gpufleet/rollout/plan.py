@@ -240,6 +240,7 @@ class _Ctx:
     now: datetime
     plan: Plan
     timers: list[float] = field(default_factory=list)
+    leave_current: bool = False
 
     @property
     def state(self) -> RolloutStatus:
@@ -260,12 +261,14 @@ def plan_rollout(
     target: ReleaseView | None,
     active_release: ReleaseView | None,
     now: datetime,
+    leave_current: bool = False,
 ) -> Plan:
     """Next rollout record and actions for one node.
 
     ``target`` is the release selection's answer (``None``: nothing newer to run);
     ``active_release`` is the EngineRelease named in ``rollout.release`` (``None`` if it is gone),
-    consulted for a fleet-wide halt while the rollout runs.
+    consulted for a fleet-wide halt while the rollout runs. ``leave_current``: the node's current
+    release is halted, so a rollout to ``target`` (maybe older) starts even on an unhealthy node.
     """
     plan = Plan(
         rollout=node.rollout.model_copy(deep=True),
@@ -273,7 +276,7 @@ def plan_rollout(
         target_version=node.current_version,
         last_stable_version=node.last_stable_version,
     )
-    ctx = _Ctx(node, list(pods), pool, target, active_release, now, plan)
+    ctx = _Ctx(node, list(pods), pool, target, active_release, now, plan, leave_current=leave_current)
     for _ in range(8):  # chain transitions that need no pod action within one call
         before = plan.rollout
         n_actions = len(plan.actions)
@@ -348,7 +351,9 @@ def _rest(ctx: _Ctx) -> None:
 
 
 def _halted(ctx: _Ctx) -> bool:
-    return ctx.active_release is not None and ctx.active_release.halted
+    """The release this rollout moves to was halted (not the one a node is leaving)."""
+    active = ctx.active_release
+    return active is not None and active.halted and active.name == ctx.state.release
 
 
 def _pre_check(ctx: _Ctx) -> None:
@@ -367,7 +372,7 @@ def _pre_check(ctx: _Ctx) -> None:
         )
     available = available_devices(node.serving, ctx.pods)
     healthy = available >= set(node.serving)
-    if not healthy and not node.policy.update_unhealthy:
+    if not healthy and not node.policy.update_unhealthy and not ctx.leave_current:
         down = sorted(set(node.serving) - available)
         ctx.set(
             reason="NodeUnhealthy",
@@ -376,9 +381,15 @@ def _pre_check(ctx: _Ctx) -> None:
         return
     ctx.set(
         phase=Phase.PROGRESSING,
-        reason="PreCheckPassed" if healthy else "UpdatingUnhealthyNode",
+        reason=_precheck_reason(healthy, ctx.leave_current),
         message=f"replacing pods with {state.target_version}",
     )
+
+
+def _precheck_reason(healthy: bool, leaving: bool) -> str:
+    if healthy:
+        return "PreCheckPassed"
+    return "LeavingHaltedRelease" if leaving else "UpdatingUnhealthyNode"
 
 
 def _fail(ctx: _Ctx, reason: FailureReason, message: str) -> None:

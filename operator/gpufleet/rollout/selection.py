@@ -183,6 +183,14 @@ def select_release(
         return Selection(release, (), "Pinned", f"pinned to {pinned_version}")
 
     followed = channels_followed(channel or DEFAULT_CHANNEL)
+    running = next((r for r in ordered if current is not None and r.version == current), None)
+    if running is not None and running.halted:
+        # The node runs a release that was halted fleet-wide: it must not stay there (a node
+        # that completed it before the halt, or whose GPUs are all blocked so nothing failed).
+        # Take the newest release that is not held back, older ones included.
+        escape = _leave_halted(ordered, followed, running, hardware, failure)
+        if escape is not None:
+            return escape
     if current is not None and not automatic:
         return Selection(None, (), "AutomaticUpdatesDisabled", "spec.updatePolicy.automatic is false")
     holds: list[Hold] = []
@@ -205,6 +213,30 @@ def select_release(
     reason = holds[0].reason.value if holds else "UpToDate"
     message = holds[0].message if holds else (f"running {current}" if current else "")
     return Selection(None, tuple(holds), reason, message)
+
+
+#: Selection reason when a node moves off its halted release (also a downgrade).
+LEAVING_HALTED = "LeavingHaltedRelease"
+
+
+def _leave_halted(
+    ordered: Sequence[ReleaseView],
+    followed: frozenset[str],
+    running: ReleaseView,
+    hardware: NodeHardware,
+    failure: FailureRecord | None,
+) -> Selection | None:
+    for release in ordered:
+        if release.channel not in followed or release.version == running.version:
+            continue
+        if _hold_for(release, hardware, failure, current=None, approved_major=None, gate=False) is None:
+            return Selection(
+                release,
+                (),
+                LEAVING_HALTED,
+                f"release {running.version} is halted; moving to {release.version}",
+            )
+    return None
 
 
 def _hold_for(

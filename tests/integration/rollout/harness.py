@@ -1,4 +1,4 @@
-"""The real operator (core reconciler + rollout controller) against the emulator, in one event loop.
+"""The real operator (the one reconciler with its rollout step) against the emulator, in one event loop.
 
 ``Operator.kill()`` cancels every task of the operator wherever it is (between a status write and
 a pod delete, say) without any cleanup, which is what a SIGKILL'd pod would leave behind; a new
@@ -19,9 +19,8 @@ from typing import Any
 import kopf
 
 from gpufleet.controllers.handlers import kopf_settings, make_registry
-from gpufleet.controllers.kube import connection_from_kubeconfig
 from gpufleet.controllers.reconciler import Reconciler
-from gpufleet.controllers.rollout import RolloutController, install
+from gpufleet.controllers.rollout import RolloutController
 from gpufleet.settings import OperatorSettings
 from gpufleet_devcluster import DevCluster
 from gpufleet_devcluster.store import Event
@@ -100,12 +99,7 @@ class Operator:
     async def start(self) -> None:
         self.reconciler = Reconciler(self.settings)
         registry = make_registry(self.reconciler, kubeconfig=str(self.kubeconfig))
-        self.rollout = install(
-            registry,
-            settings=self.settings,
-            connection=lambda: connection_from_kubeconfig(self.kubeconfig),
-            controller=RolloutController(self.settings, workers=4),
-        )
+        self.rollout = self.reconciler.rollouts
         self._stop = asyncio.Event()
         ks = kopf_settings(self.settings)
         ks.watching.server_timeout = 30
@@ -117,9 +111,8 @@ class Operator:
 
     async def kill(self) -> None:
         """Stop everything at once, mid-flight, with no cleanup."""
-        for component in (self.rollout, self.reconciler):
-            if component is not None:
-                await component.stop()
+        if self.reconciler is not None:
+            await self.reconciler.stop()
         if self.task is not None:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

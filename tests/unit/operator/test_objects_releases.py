@@ -1,11 +1,10 @@
-"""Views of raw bodies and release selection."""
+"""Views of raw bodies (release selection: tests/unit/rollout/test_selection.py, the one selector)."""
 
 from __future__ import annotations
 
 import pytest
 
 from gpufleet.objects import InodeView, InvalidObject, NodeView, PoolView, ReleaseView
-from gpufleet.releases import select_release, semver_key
 from tests.unit.operator.bodies import inode_body, node_body, pool_body
 
 
@@ -51,24 +50,6 @@ def test_node_view_keeps_only_gpu_labels() -> None:
     assert node.allocatable_gpus == 8
     assert "kubernetes.io/hostname" not in node.labels
     assert node.labels["nvidia.com/gpu.count"] == "8"
-
-
-def test_channel_picks_newest_and_pin_wins() -> None:
-    releases = [
-        rel("a", "1.2.0"),
-        rel("b", "1.10.0"),
-        rel("c", "1.11.0-rc.1"),
-        rel("d", "2.0.0", "candidate"),
-    ]
-    chosen = select_release(releases, channel="stable", version=None)
-    assert chosen is not None
-    assert chosen.name == "c"
-    assert select_release(releases, channel=None, version="1.2.0").name == "a"  # type: ignore[union-attr]
-    assert select_release(releases, channel="nightly", version=None) is None
-    assert select_release(releases, channel="stable", version="9.9.9") is None
-    assert semver_key("1.0.0-rc.1") < semver_key("1.0.0")
-    with pytest.raises(ValueError, match="semantic version"):
-        semver_key("1.0")
 
 
 def test_pod_view_reads_restarts_and_waiting_reason() -> None:

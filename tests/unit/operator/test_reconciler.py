@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gpufleet.controllers.reconciler import FleetCaches, PoolMember, Reconciler
-from gpufleet.controllers.workqueue import WorkQueue
+from gpufleet.controllers.runtime import WorkQueue
 from gpufleet.objects import NodeView, PodView
 from gpufleet.settings import OperatorSettings
 from tests.unit.operator.bodies import (
@@ -113,9 +113,10 @@ async def test_converged_node_makes_no_call_at_all() -> None:
     assert ("proxy", "box-gpu-0/v1/hardware") in first
     assert ("status", "box") in first
     # Feed the written status back as the stored one (the watch echo) and reconcile again.
-    written = rec._fresh_status[("inferencenodes", "fleet", "box")][1]
+    overlay = rec.writer._written[("inferencenodes", "fleet", "box")]
+    written = overlay.status
     body = inode_body("box", status=written)
-    body["metadata"]["resourceVersion"] = rec._fresh_status[("inferencenodes", "fleet", "box")][0]
+    body["metadata"]["resourceVersion"] = overlay.rv
     rec.caches.inodes = {("fleet", "box"): [body]}
     client.calls.clear()
     await rec.reconcile_inode(("fleet", "box"))

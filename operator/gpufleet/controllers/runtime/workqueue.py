@@ -50,9 +50,14 @@ class WorkQueue:
         if delay <= 0:
             self.add(key)
             return
-        if key in self._queued or key in self._timers:
+        if key in self._queued:
             return
         loop = asyncio.get_running_loop()
+        pending = self._timers.get(key)
+        if pending is not None:
+            if pending.when() <= loop.time() + delay:
+                return  # the earlier deadline wins
+            pending.cancel()
         self._timers[key] = loop.call_later(delay, self._fire, key)
 
     def _fire(self, key: Hashable) -> None:

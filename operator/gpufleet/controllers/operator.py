@@ -1,4 +1,4 @@
-"""Assemble and run the whole operator (core reconciler + rollout controller) in one kopf registry.
+"""Assemble and run the whole operator (the one reconciler with its rollout step) in one kopf registry.
 
 One place builds the registry so that `gpufleet run`, the demo, the integration tests and the
 benchmarks all run the same operator.
@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 import kopf
 
-from gpufleet.controllers import rollout
-from gpufleet.controllers.handlers import connection, kopf_settings, make_registry
+from gpufleet.controllers.handlers import kopf_settings, make_registry
 from gpufleet.controllers.reconciler import Reconciler
+from gpufleet.controllers.rollout import RolloutController
 from gpufleet.settings import OperatorSettings
 
 
@@ -28,16 +28,18 @@ class Operator:
     settings: OperatorSettings
     registry: kopf.OperatorRegistry
     reconciler: Reconciler
-    rollouts: rollout.RolloutController
+    rollouts: RolloutController
     #: Set when SIGINT/SIGTERM asked the operator to stop (see ``running_operator``).
     signalled: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-def build_operator(settings: OperatorSettings, *, kubeconfig: str | None = None) -> Operator:
-    reconciler = Reconciler(settings)
+def build_operator(
+    settings: OperatorSettings, *, kubeconfig: str | None = None, rollouts: bool = True
+) -> Operator:
+    """The operator ``gpufleet run`` starts (``rollouts=False``: ``--core-only``, no rollout records)."""
+    reconciler = Reconciler(settings, rollouts=rollouts)
     registry = make_registry(reconciler, kubeconfig=kubeconfig)
-    rollouts = rollout.install(registry, settings=settings, connection=lambda: connection(kubeconfig))
-    return Operator(settings=settings, registry=registry, reconciler=reconciler, rollouts=rollouts)
+    return Operator(settings=settings, registry=registry, reconciler=reconciler, rollouts=reconciler.rollouts)
 
 
 def _scope(settings: OperatorSettings) -> dict[str, object]:
