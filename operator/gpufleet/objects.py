@@ -167,8 +167,11 @@ class PoolView:
         spec = body.get("spec") or {}
         where = f"OperatorPool {meta.get('namespace')}/{meta.get('name')}"
         try:
-            self_stake = parse_int_amount(str(spec.get("selfStake", "0")))
-            delegated = parse_int_amount(str(spec.get("delegatedStake", "0")))
+            # A ledger-sourced pool (spec.stakeSource, #19) has the stake the epoch controller
+            # read from its ledger in status.ledgerStake; none until it has been read.
+            source = (body.get("status") or {}).get("ledgerStake") or {} if spec.get("stakeSource") else spec
+            self_stake = parse_int_amount(str(source.get("selfStake", "0")))
+            delegated = parse_int_amount(str(source.get("delegatedStake", "0")))
         except ValueError as exc:
             raise InvalidObject(f"{where}: {exc}") from exc
         rep_raw = spec.get("reputationWeight")

@@ -7,6 +7,7 @@ from gpufleet.api.v1alpha1.enginerelease import (
     EngineReleaseStatus,
     EngineVersions,
 )
+from gpufleet.api.v1alpha1.epoch import Epoch, EpochPool, EpochSpec, epoch_object_name
 from gpufleet.api.v1alpha1.inferencenode import (
     DeviceStatus,
     DeviceValidation,
@@ -25,9 +26,10 @@ from gpufleet.api.v1alpha1.operatorpool import (
     OperatorPoolStatus,
     PoolUpdatePolicy,
 )
+from gpufleet.api.v1alpha1.pointsaward import PointsAward, PointsAwardSpec
 
 #: Every kind of this version, in the order CRDs are generated and documented.
-KINDS = (InferenceNode, OperatorPool, EngineRelease)
+KINDS = (InferenceNode, OperatorPool, EngineRelease, Epoch, PointsAward)
 
 __all__ = [
     "API_VERSION",
@@ -42,6 +44,9 @@ __all__ = [
     "EngineReleaseSpec",
     "EngineReleaseStatus",
     "EngineVersions",
+    "Epoch",
+    "EpochPool",
+    "EpochSpec",
     "InferenceNode",
     "InferenceNodeSpec",
     "InferenceNodeStatus",
@@ -51,8 +56,11 @@ __all__ = [
     "OperatorPool",
     "OperatorPoolSpec",
     "OperatorPoolStatus",
+    "PointsAward",
+    "PointsAwardSpec",
     "PoolUpdatePolicy",
     "ReleaseSelector",
     "ResourceOverrides",
     "UpdatePolicy",
+    "epoch_object_name",
 ]
