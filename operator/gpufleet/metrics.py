@@ -19,11 +19,11 @@ import re
 import threading
 import time
 from collections import Counter as _Tally
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Final
+from typing import Any, Final
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -36,6 +36,8 @@ from prometheus_client import (
     start_http_server,
 )
 from prometheus_client.metrics_core import Metric
+
+from gpufleet.api.quantity import parse_int_amount
 
 #: 1 INT = 10^9 base units (contracts.md, OperatorPool).
 BASE_UNITS_PER_INT: Final = 10**9
@@ -144,6 +146,80 @@ class DeviceSample:
             _base_units_to_int(
                 f"device {self.index} effective_stake_base_units", self.effective_stake_base_units
             )
+
+
+#: Rollout phases in which pods are being replaced (``gpufleet.rollout.state.ACTIVE_PHASES``;
+#: a test keeps the two in step). ``RollingBack`` moves devices back to ``fromVersion``.
+ROLLOUT_ACTIVE_PHASES: Final = frozenset({"PreCheck", "Progressing", "PostCheck", "RollingBack"})
+
+
+def _device_state(device: Mapping[str, Any], updating: bool) -> str:
+    validation = device.get("validation") or {}
+    if validation.get("valid") is False and validation.get("reason") != "AwaitingHardwareReport":
+        return "blocked"
+    if validation.get("reason") == "AwaitingHardwareReport" or not validation:
+        return "updating" if updating else "pending"
+    if updating:
+        return "updating"
+    if device.get("ready"):
+        return "ready"
+    return "unready" if device.get("podName") else "pending"
+
+
+def device_samples(status: Mapping[str, Any]) -> list[DeviceSample]:
+    """Project an InferenceNode's written ``status`` onto one DeviceSample per device.
+
+    The one place that decides a device's state and running version, so every caller reports
+    the same thing: ``blocked`` (validation failed), ``updating`` (in the rollout's current batch),
+    ``ready``, ``unready`` (a pod, not ready) or ``pending`` (no pod or no hardware report yet).
+    The version is the one the device runs: the rollout's target for devices already updated,
+    the version it started from for the others (reversed while rolling back), the version it is
+    moving to while ``updating``; ``status.currentVersion`` when no rollout is active.
+    """
+    rollout = status.get("rollout") or {}
+    phase = str(rollout.get("phase") or "")
+    current = status.get("currentVersion")
+    active = phase in ROLLOUT_ACTIVE_PHASES
+    batch = {int(i) for i in rollout.get("batchDevices") or ()} if active else set()
+    updated = {int(i) for i in rollout.get("updatedDevices") or ()} if active else set()
+    new, old = rollout.get("targetVersion"), rollout.get("fromVersion") or current
+    if phase == "RollingBack":
+        new, old = old, new
+    samples = []
+    for device in status.get("devices") or ():
+        index = int(device["index"])
+        state = _device_state(device, index in batch)
+        validation = device.get("validation") or {}
+        if not active:
+            version = current
+        elif index in batch or index in updated:
+            version = new
+        else:
+            version = old
+        stake = device.get("effectiveStake")
+        routable = state != "blocked"
+        samples.append(
+            DeviceSample(
+                index=index,
+                product=str(device.get("product") or "unknown"),
+                state=state,
+                engine=device.get("engine"),
+                version=str(version) if version else None,
+                blocked_reason=str(validation.get("reason") or "Unknown") if state == "blocked" else None,
+                vram_share=float(device["vramShare"])
+                if routable and device.get("vramShare") is not None
+                else None,
+                priority_score=(
+                    float(device["priorityScore"])
+                    if routable and device.get("priorityScore") is not None
+                    else None
+                ),
+                effective_stake_base_units=(
+                    parse_int_amount(str(stake)) if routable and stake is not None else None
+                ),
+            )
+        )
+    return samples
 
 
 class OperatorMetrics:
@@ -339,6 +415,16 @@ class OperatorMetrics:
                 new.append((self.device_effective_stake, labels, stake))
         self._replace(self._inode_series, (namespace, name), new)
 
+    def record_inference_node_status(
+        self, namespace: str, name: str, pool: str, status: Mapping[str, Any]
+    ) -> None:
+        """Replace one InferenceNode's device series from its written status (see ``device_samples``).
+
+        Call it with the whole status after every write of it, by whichever controller wrote it,
+        so versions and the ``updating`` state follow the rollout as well as the core's changes.
+        """
+        self.record_inference_node(namespace, name, pool, device_samples(status))
+
     def forget_inference_node(self, namespace: str, name: str) -> None:
         """Drop every series of a deleted InferenceNode (devices and rollout)."""
         self._replace(self._inode_series, (namespace, name), [])
@@ -458,11 +544,29 @@ class OperatorMetrics:
             self.release_halted.labels(release, version).set(1.0 if halted else 0.0)
             self._halted_series.setdefault(release, set()).add((release, version))
 
+    def record_engine_release(self, release: str, version: str, channel: str) -> None:
+        """Mark one EngineRelease as known (``gpufleet_engine_release_info`` = 1), replacing its
+        previous version/channel series; call it from the release's reconcile."""
+        _check_name("release name", release)
+        labels = (release, version or "none", channel or "none")
+        with self._lock:
+            keep = [lb for lb in self._release_series if lb[0] != release]
+            for lb in self._release_series:
+                if lb[0] == release and lb != labels:
+                    with suppress(KeyError):
+                        self.engine_releases.remove(*lb)
+            self.engine_releases.labels(*labels).set(1.0)
+            self._release_series = [*keep, labels]
+
     def forget_release(self, release: str) -> None:
-        """Drop the halted series of a deleted EngineRelease (every version)."""
+        """Drop every series of a deleted EngineRelease (halted flag and info, every version)."""
         with self._lock:
             for labels in self._halted_series.pop(release, set()):
                 self.release_halted.remove(*labels)
+            for lb in [lb for lb in self._release_series if lb[0] == release]:
+                with suppress(KeyError):
+                    self.engine_releases.remove(*lb)
+            self._release_series = [lb for lb in self._release_series if lb[0] != release]
 
     def record_engine_releases(self, releases: Iterable[tuple[str, str, str]]) -> None:
         """Replace the set of known EngineReleases: ``(name, version, channel)`` triples."""
@@ -518,6 +622,8 @@ METRICS: Final = OperatorMetrics()
 
 set_build_info = METRICS.set_build_info
 record_inference_node = METRICS.record_inference_node
+record_inference_node_status = METRICS.record_inference_node_status
+record_engine_release = METRICS.record_engine_release
 forget_inference_node = METRICS.forget_inference_node
 record_pool = METRICS.record_pool
 forget_pool = METRICS.forget_pool
@@ -535,17 +641,21 @@ __all__ = [
     "DEVICE_STATES",
     "ENGINES",
     "METRICS",
+    "ROLLOUT_ACTIVE_PHASES",
     "ROLLOUT_RESULTS",
     "DeviceSample",
     "MetricsInputError",
     "OperatorMetrics",
+    "device_samples",
     "family_sample_names",
     "forget_inference_node",
     "forget_pool",
     "forget_release",
     "record_api_request",
+    "record_engine_release",
     "record_engine_releases",
     "record_inference_node",
+    "record_inference_node_status",
     "record_pool",
     "record_rollout",
     "record_rollout_result",
