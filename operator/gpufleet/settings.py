@@ -189,6 +189,33 @@ class OperatorSettings(BaseSettings):
         default=8, description="Concurrent requests assumed per routed device for utilisation."
     )
 
+    # --- epochs, rewards, points (#19; docs/economics.md) ----------------------------------
+    epochs_enabled: bool = Field(
+        default=True, description="Run the epoch controller (counts work, closes epochs, keeps points)."
+    )
+    epoch_genesis: Annotated[int, Field(ge=0)] = Field(
+        default=1_749_772_800, description="Unix second epoch 1 starts (default 2025-06-13T00:00:00Z)."
+    )
+    epoch_length_seconds: Annotated[int, Field(ge=1)] = Field(
+        default=86_400, description="Epoch length; 86400 closes every epoch at 00:00 UTC."
+    )
+    epoch_scrape_seconds: Annotated[float, Field(gt=0)] = Field(
+        default=15.0, description="Seconds between two reads of the router counters (and state saves)."
+    )
+    epoch_close_grace_seconds: Annotated[int, Field(ge=0)] = Field(
+        default=30, description="Wait this long after an epoch's end for the scrape that covers it."
+    )
+    epoch_router_urls: str | None = Field(
+        default=None,
+        description="Comma-separated router base URLs (GET {url}/v1/stats); unset: reputation_router_urls.",
+    )
+    epoch_state_configmap: str = Field(
+        default="gpufleet-epoch-state", description="ConfigMap (in operator_namespace) holding the counts."
+    )
+    points_model_params: str = Field(
+        default="", description="model=millions of parameters, comma-separated, overriding the name's size."
+    )
+
     @field_validator("reputation_router_urls", "reputation_prometheus_url", "reputation_benchmarks_configmap",
                      mode="before")
     @classmethod
