@@ -370,3 +370,23 @@ def test_blocked_gpus_are_moved_along_but_never_waited_for_or_counted() -> None:
     assert {p.version for p in f.world.pods["n0"]} == {"1.1.0"}
     plan = f.plans["n0"]
     assert 2 not in plan.unavailable_devices
+
+
+def test_a_node_leaves_its_halted_release_even_when_unhealthy() -> None:
+    bad = replace(release("1.1.0"), halted=True)
+    node = replace(
+        fresh_node(2, "1.1.0", min_ready_seconds=0),
+        rollout=RolloutStatus(release=bad.name, current_image=image("1.1.0"), stable_image=image("1.1.0")),
+    )
+    crashing = [
+        PodView(f"n-gpu-{d}", d, image("1.1.0"), "1.1.0", ready=False, crash_looping=True) for d in (0, 1)
+    ]
+    pool = PoolCapacity(2, "100%")
+    # Without leave_current an unhealthy node waits in PreCheck ...
+    waiting = plan_rollout(node, crashing, pool, target=V1, active_release=bad, now=T0)
+    assert (waiting.rollout.phase, waiting.rollout.reason) == (Phase.PRE_CHECK, "NodeUnhealthy")
+    # ... and the halt of the release it is *leaving* does not cancel the move.
+    plan = plan_rollout(node, crashing, pool, target=V1, active_release=bad, now=T0, leave_current=True)
+    assert plan.rollout.phase == Phase.PROGRESSING
+    assert (plan.rollout.from_version, plan.rollout.target_version) == ("1.1.0", "1.0.0")
+    assert {a.device_index for a in plan.actions if isinstance(a, DeletePod)} == {0, 1}

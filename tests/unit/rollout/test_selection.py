@@ -154,3 +154,34 @@ def test_bad_input_is_rejected_clearly() -> None:
         select_release([rel("1.0.0")], current_version="latest")
     with pytest.raises(ValueError, match="must be referenced by digest"):
         ReleaseView(name="x", version=Version.parse("1.0.0"), image="engine:latest")
+
+
+def test_a_new_node_never_gets_a_halted_release() -> None:
+    releases = [rel("1.0.0"), rel("1.1.0", halted=True)]
+    chosen = select_release(releases, current_version=None, hardware=HW)
+    assert chosen.target is not None
+    assert str(chosen.target.version) == "1.0.0"
+    assert chosen.holds[0].reason == HoldReason.RELEASE_HALTED
+
+
+def test_a_node_on_a_halted_release_moves_to_the_newest_good_one_even_if_older() -> None:
+    releases = [rel("1.0.0"), rel("1.0.1"), rel("1.1.0", halted=True), rel("1.2.0", "candidate")]
+    chosen = select_release(releases, current_version="1.1.0", hardware=HW)
+    assert chosen.target is not None
+    assert (str(chosen.target.version), chosen.reason) == ("1.0.1", "LeavingHaltedRelease")
+    # ... also with automatic updates off: a halted release is not a resting place.
+    off = select_release(releases, current_version="1.1.0", automatic=False, hardware=HW)
+    assert off.target is not None
+    assert str(off.target.version) == "1.0.1"
+    # Nothing good to go to: stay (and say why).
+    alone = select_release([rel("1.1.0", halted=True)], current_version="1.1.0", hardware=HW)
+    assert alone.target is None
+
+
+def test_leaving_a_halted_release_still_respects_driver_gates() -> None:
+    releases = [rel("1.0.0", min_driver_version="999.0"), rel("1.0.1"), rel("1.1.0", halted=True)]
+    chosen = select_release(releases, current_version="1.1.0", hardware=HW)
+    assert chosen.target is not None
+    assert str(chosen.target.version) == "1.0.1"
+    gated = [rel("1.0.0", min_driver_version="999.0"), rel("1.1.0", halted=True)]
+    assert select_release(gated, current_version="1.1.0", hardware=HW).target is None
