@@ -66,6 +66,8 @@ RULES: tuple[Rule, ...] = (
          "KubeClient.patch_status: OperatorPool status (stake, self-stake ratio, conditions)"),
     Rule("gpufleet.io", "enginereleases", ("list", "watch"), False,
          "controllers/handlers.py: kopf.index + kopf.on.event on EngineReleases (channel resolution)"),
+    Rule("gpufleet.io", "enginereleases/status", ("patch",), False,
+         "controllers/rollout.py reconcile_release: failure budget (halted, failedNodes, Halted)"),
     # --- engine pods, one per GPU -------------------------------------------------------------
     Rule("", "pods", ("list", "watch", "create", "delete", "patch"), True,
          "kopf index/on.event on managed pods; KubeClient.create_pod, delete_pod, patch_pod_labels"),
