@@ -74,6 +74,9 @@ PACKAGE_ROOTS = {
     "node-image/gpufleet_node": "src/gpufleet_node",
 }
 
+#: top-level paths that tests read relative to the repository root; mutmut copies them beside the tests.
+ALSO_COPY = ("docs", "charts", "crds", "examples", "dashboards", "README.md", ".importlinter")
+
 STATUS = {  # mutmut's exit code -> status (mutmut.stats.status_by_exit_code, simplified)
     1: "killed",
     3: "killed",
@@ -124,6 +127,9 @@ def lay_out(work: Path, module: str, tests: list[str], jobs: int) -> str:
     for src, dst in PACKAGE_ROOTS.items():
         shutil.copytree(ROOT / src, work / dst, ignore=ignore)
     shutil.copytree(ROOT / "tests", work / "tests", ignore=ignore)
+    extra = [name for name in ALSO_COPY if (ROOT / name).exists()]
+    for name in extra:  # files some tests read relative to the repository root (docs, charts, ...)
+        (work / name).symlink_to(ROOT / name)
     mutated = "src/" + str(module_file(module).relative_to(ROOT)).split("/", 1)[1]
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     ini = project["tool"]["pytest"]["ini_options"]
@@ -132,6 +138,7 @@ def lay_out(work: Path, module: str, tests: list[str], jobs: int) -> str:
         "only_mutate": [mutated],
         "pytest_add_cli_args_test_selection": tests,
         "pytest_add_cli_args": ["-p", "no:cacheprovider", "-p", "no:xdist", "--hypothesis-seed=0"],
+        "also_copy": extra,
         "max_children": jobs,
         "use_git_change_detection": False,
     }
