@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from gpufleet.shares import parse_int_amount
+from gpufleet.api.quantity import parse_int_amount
 
 Body = Mapping[str, Any]
 

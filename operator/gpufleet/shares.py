@@ -12,12 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, Decimal, InvalidOperation
+from decimal import Decimal
 from fractions import Fraction
 from typing import TypeVar
 
-INT_BASE = 10**9
-"""Base units per INT (nine decimals, like the SPL token)."""
+from gpufleet.api.quantity import BASE_UNITS_PER_INT, format_int_amount
+
+INT_BASE = BASE_UNITS_PER_INT
+"""Base units per INT (nine decimals, like the SPL token); amounts: ``gpufleet.api.quantity``."""
 
 PRIORITY_DECIMALS = 6
 """Priority scores are rounded to this many decimals before they are written to a status."""
@@ -27,38 +29,6 @@ K = TypeVar("K")
 
 class ShareError(ValueError):
     """Inputs that cannot describe a share (negative VRAM, device larger than its pool …)."""
-
-
-def parse_int_amount(text: str) -> int:
-    """``"12.5"`` INT -> 12_500_000_000 base units; rejects floats' pitfalls and >9 decimals."""
-    try:
-        value = Decimal(text.strip())
-    except (InvalidOperation, AttributeError) as exc:
-        raise ShareError(f"stake {text!r} is not a decimal number of INT") from exc
-    if not value.is_finite() or value < 0:
-        raise ShareError(f"stake {text!r} must be a finite, non-negative number of INT")
-    base = value * INT_BASE
-    if base != base.to_integral_value():
-        raise ShareError(f"stake {text!r} has more than 9 decimals (1 INT = 10^9 base units)")
-    return int(base)
-
-
-def format_int_amount(base_units: int) -> str:
-    """12_500_000_000 -> ``"12.5"``: the decimal-string form used in statuses."""
-    if base_units < 0:
-        raise ShareError(f"amount {base_units} base units is negative")
-    whole, frac = divmod(base_units, INT_BASE)
-    if frac == 0:
-        return str(whole)
-    return f"{whole}.{frac:09d}".rstrip("0")
-
-
-def format_ratio(value: Fraction, places: int = 6) -> str:
-    """Exact ratio -> decimal string rounded down to ``places`` (never overstates a ratio)."""
-    quantum = Decimal(1).scaleb(-places)
-    dec = (Decimal(value.numerator) / Decimal(value.denominator)).quantize(quantum, ROUND_DOWN)
-    text = format(dec, "f")
-    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def vram_share(device_vram_mib: int, pool_vram_mib: int) -> Fraction:

@@ -14,11 +14,12 @@ from fractions import Fraction
 from typing import Any
 
 from gpufleet import conditions
+from gpufleet.api.quantity import format_int_amount, format_ratio
 from gpufleet.conditions import Clock, utcnow
 from gpufleet.devices import NodePlan, Observation, effective_verdict, validated_vram_mib
 from gpufleet.hardware.catalog import Catalog
 from gpufleet.objects import InodeView, PodView, PoolView
-from gpufleet.shares import device_share, format_int_amount, format_ratio, self_stake_ratio
+from gpufleet.shares import device_share, self_stake_ratio
 
 GPU_VALIDATED = "GPUValidated"
 ENGINE_SELECTED = "EngineSelected"
@@ -217,6 +218,11 @@ def inode_validated_vram(status: Mapping[str, Any] | None, catalog: Catalog) -> 
     return vram, valid, ready
 
 
+def _ratio(value: Fraction) -> str:
+    """Six decimals, rounded down: a self-stake ratio is never shown above what it is."""
+    return format_ratio(value, 6, round_down=True)
+
+
 def pool_status(
     pool: PoolView,
     validated_vram_mib: int,
@@ -236,15 +242,15 @@ def pool_status(
         conds = conditions.set_condition(conds, type_, status, reason, message,
                                          observed_generation=gen, now=now)
 
-    minimum = format_ratio(Fraction(min_self_stake_bps, 10000))
+    minimum = _ratio(Fraction(min_self_stake_bps, 10000))
     if total == 0:
         setc(MINIMUM_SELF_STAKE, "False", "NoStake", "the pool has no stake")
     elif ratio * 10000 < min_self_stake_bps:
         setc(MINIMUM_SELF_STAKE, "False", "BelowMinimum",
-             f"self stake is {format_ratio(ratio)} of the total, below the minimum {minimum}: add self stake")
+             f"self stake is {_ratio(ratio)} of the total, below the minimum {minimum}: add self stake")
     else:
         setc(MINIMUM_SELF_STAKE, "True", "MinimumMet",
-             f"self stake is {format_ratio(ratio)} of the total (minimum {minimum})")
+             f"self stake is {_ratio(ratio)} of the total (minimum {minimum})")
     if ready_devices:
         setc(READY, "True", "DevicesServing", f"{ready_devices} of {devices} validated GPUs serving")
     else:
@@ -255,7 +261,7 @@ def pool_status(
         "validatedVRAMMiB": validated_vram_mib,
         "devices": devices,
         "readyDevices": ready_devices,
-        "selfStakeRatio": format_ratio(ratio),
+        "selfStakeRatio": _ratio(ratio),
         "conditions": conds,
     }
 

@@ -70,12 +70,19 @@ def parse_unit_ratio(value: str) -> Fraction:
     return Fraction(Decimal(value))
 
 
-def format_ratio(value: Fraction, decimals: int = DECIMALS) -> str:
-    """Render a non-negative fraction as a decimal string, rounded half-up to ``decimals``."""
+def format_ratio(value: Fraction, decimals: int = DECIMALS, *, round_down: bool = False) -> str:
+    """Render a non-negative fraction as a decimal string, rounded half-up to ``decimals``.
+
+    ``round_down``: truncate instead, for ratios that must never be overstated (a pool's
+    self-stake ratio next to its minimum).
+    """
     if value < 0:
         raise AmountError(f"ratio must not be negative, got {value}")
     scale = 10**decimals
-    scaled = (value.numerator * scale * 2 + value.denominator) // (value.denominator * 2)
+    if round_down:
+        scaled = value.numerator * scale // value.denominator
+    else:
+        scaled = (value.numerator * scale * 2 + value.denominator) // (value.denominator * 2)
     whole, frac = divmod(scaled, scale)
     if frac == 0:
         return str(whole)

@@ -54,7 +54,7 @@ from gpufleet.objects import READY_GATE, InodeView, InvalidObject, NodeView, Pod
 from gpufleet.podspec import PodRelease
 from gpufleet.rollout.views import node_state
 from gpufleet.settings import OperatorSettings
-from gpufleet.shares import parse_int_amount
+from gpufleet.api.quantity import parse_int_amount
 from gpufleet.status import (
     INODE_CONDITIONS,
     INODE_KEYS,

@@ -8,7 +8,8 @@ from fractions import Fraction
 
 import pytest
 
-from gpufleet.shares import INT_BASE, format_int_amount
+from gpufleet.api.quantity import format_int_amount
+from gpufleet.shares import INT_BASE
 from gpufleet_devcluster.cluster import DevCluster, NodeSpec
 from tests.integration.operator.harness import (
     GROUP,

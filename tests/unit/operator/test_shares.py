@@ -9,15 +9,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gpufleet.api.quantity import AmountError, format_int_amount, format_ratio, parse_int_amount
 from gpufleet.shares import (
     INT_BASE,
     ShareError,
     device_share,
     distribute,
     effective_stake,
-    format_int_amount,
-    format_ratio,
-    parse_int_amount,
     priority_score,
     self_stake_ratio,
     vram_share,
@@ -81,10 +79,17 @@ def test_amount_round_trip(text: str, base: int) -> None:
 
 @pytest.mark.parametrize(
     ("text", "needle"),
-    [("1.0000000001", "9 decimals"), ("-1", "non-negative"), ("abc", "not a decimal"), ("NaN", "finite")],
+    [
+        ("1.0000000001", "9 decimals"),
+        ("-1", "non-negative"),
+        ("abc", "decimal string"),
+        ("NaN", "decimal string"),
+        ("1e3", "exponents"),  # the second parser that accepted these is gone (#14)
+        ("007", "leading zeros"),
+    ],
 )
 def test_bad_amounts_are_rejected_with_reason(text: str, needle: str) -> None:
-    with pytest.raises(ShareError, match=needle):
+    with pytest.raises(AmountError, match=needle):
         parse_int_amount(text)
 
 
@@ -102,7 +107,8 @@ def test_share_errors_name_the_problem() -> None:
 
 
 def test_ratio_formatting_rounds_down() -> None:
-    assert format_ratio(Fraction(1, 10)) == "0.1"
-    assert format_ratio(Fraction(2, 3)) == "0.666666"
-    assert format_ratio(Fraction(1)) == "1"
+    assert format_ratio(Fraction(1, 10), 6, round_down=True) == "0.1"
+    assert format_ratio(Fraction(2, 3), 6, round_down=True) == "0.666666"
+    assert format_ratio(Fraction(2, 3), 6) == "0.666667"
+    assert format_ratio(Fraction(1), 6, round_down=True) == "1"
     assert self_stake_ratio(0, 0) == 0

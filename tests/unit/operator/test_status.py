@@ -8,7 +8,7 @@ from typing import Any
 
 from gpufleet.devices import observe, plan_devices
 from gpufleet.objects import InodeView, NodeView, PodView, PoolView
-from gpufleet.shares import parse_int_amount
+from gpufleet.api.quantity import parse_int_amount
 from gpufleet.status import (
     INODE_KEYS,
     PoolContext,
