@@ -26,10 +26,12 @@ from gpufleet.api.v1alpha1.operatorpool import (
     OperatorPoolStatus,
     PoolUpdatePolicy,
 )
+from gpufleet.api.v1alpha1.penalty import Penalty, PenaltySpec, PenaltyStatus
 from gpufleet.api.v1alpha1.pointsaward import PointsAward, PointsAwardSpec
+from gpufleet.api.v1alpha1.routingpolicy import RoutingPolicy, RoutingPolicySpec, RoutingPolicyStatus
 
 #: Every kind of this version, in the order CRDs are generated and documented.
-KINDS = (InferenceNode, OperatorPool, EngineRelease, Epoch, PointsAward)
+KINDS = (InferenceNode, OperatorPool, EngineRelease, Epoch, PointsAward, Penalty, RoutingPolicy)
 
 __all__ = [
     "API_VERSION",
@@ -56,11 +58,17 @@ __all__ = [
     "OperatorPool",
     "OperatorPoolSpec",
     "OperatorPoolStatus",
+    "Penalty",
+    "PenaltySpec",
+    "PenaltyStatus",
     "PointsAward",
     "PointsAwardSpec",
     "PoolUpdatePolicy",
     "ReleaseSelector",
     "ResourceOverrides",
+    "RoutingPolicy",
+    "RoutingPolicySpec",
+    "RoutingPolicyStatus",
     "UpdatePolicy",
     "epoch_object_name",
 ]

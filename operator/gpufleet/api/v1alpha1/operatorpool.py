@@ -22,6 +22,7 @@ from gpufleet.api.common import (
 from gpufleet.api.quantity import IntAmount, UnitRatio, parse_int_amount, parse_unit_ratio
 from gpufleet.api.v1alpha1.inferencenode import MaxUnavailable
 from gpufleet.api.v1alpha1.pointsaward import POINTS_PATTERN, SIGNED_POINTS_PATTERN
+from gpufleet.api.v1alpha1.reputation import ReputationStatus
 
 #: The announcement's global minimum self-stake: 10% of the pool's total stake.
 MIN_SELF_STAKE_RATIO = Fraction(1, 10)
@@ -110,10 +111,11 @@ class OperatorPoolSpec(ApiModel):
     accepts_delegations: bool = Field(
         default=True, description="Whether the pool accepts new delegations from token holders."
     )
-    reputation_weight: UnitRatio = Field(
-        default="1",
-        description="Reputation multiplier between 0 and 1 as a decimal string; 1 until the "
-        "reputation system is live.",
+    reputation_weight: UnitRatio | None = Field(
+        default=None,
+        description="Optional override of the measured reputation weight (status.reputation): a "
+        "multiplier between 0 and 1 as a decimal string. Absent: routing uses the measured weight; set: "
+        "the ReputationOverride condition says so.",
     )
     update_policy: PoolUpdatePolicy = Field(
         default_factory=PoolUpdatePolicy,
@@ -151,8 +153,8 @@ class OperatorPoolSpec(ApiModel):
 
     @property
     def reputation(self) -> Fraction:
-        """Reputation weight as an exact fraction in [0, 1]."""
-        return parse_unit_ratio(self.reputation_weight)
+        """The override as an exact fraction in [0, 1]; 1 when no override is set."""
+        return Fraction(1) if self.reputation_weight is None else parse_unit_ratio(self.reputation_weight)
 
     @property
     def self_stake_ratio(self) -> Fraction | None:
@@ -243,6 +245,9 @@ class OperatorPoolStatus(ApiModel):
     last_epoch_reward: EpochReward | None = Field(
         default=None, description="The pool's line of the most recently closed Epoch."
     )
+    reputation: ReputationStatus | None = Field(
+        default=None, description="Measured reputation weight and its parts (docs/reputation.md)."
+    )
     conditions: list[Condition] = conditions_field(
         "MinimumSelfStake is False when self stake is below 10% of the total; Ready"
     )
@@ -270,6 +275,8 @@ class OperatorPool(Resource):
                 description="Self stake >= 10% of total",
             ),
             PrinterColumn("Points", ".status.points.total", description="Off-chain $INT points", priority=1),
+            PrinterColumn("Reputation", ".status.reputation.effectiveWeight", description="Weight routing uses",
+                          priority=1),
             PrinterColumn("Age", ".metadata.creationTimestamp", "date"),
         ),
         description="OperatorPool is an operator's staking pool: self stake, delegated stake and "
