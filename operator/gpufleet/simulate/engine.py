@@ -393,6 +393,7 @@ def run(scn: Scenario, fleet: Fleet | None = None) -> RawResult:
     n_events = 0
     arrivals_open = True
     now = 0.0
+    last_work = 0.0
 
     def reweight(now: float, why: str) -> None:
         weights = compute_weights()
@@ -449,6 +450,7 @@ def run(scn: Scenario, fleet: Fleet | None = None) -> RawResult:
             d = a
             if b != ver[d]:
                 continue
+            last_work = now
             n = active[d]
             dt = now - tlast[d]
             vtime[d] += dt * rate[d][n]
@@ -482,6 +484,7 @@ def run(scn: Scenario, fleet: Fleet | None = None) -> RawResult:
                 drain_queue(m, now, d)
             schedule(d, now)
         elif kind == ARRIVAL:
+            last_work = now
             r = r_size.random()
             m = 0
             while m < n_models - 1 and r > model_cum[m]:
@@ -511,6 +514,7 @@ def run(scn: Scenario, fleet: Fleet | None = None) -> RawResult:
             else:
                 arrivals_open = False
         elif kind == RETRY:
+            last_work = now
             dispatch(a, now)
         elif kind == SAMPLE:
             util_int += total_active * (now - util_last)
@@ -638,7 +642,8 @@ def run(scn: Scenario, fleet: Fleet | None = None) -> RawResult:
                 push(events, (now + r_out.expovariate(1.0 / out_spec.mtbf_s), seq, DOWN, a, 1))
                 seq += 1
 
-    end = now
+    # The run ends with the last request's event, not with a periodic tick left in the heap.
+    end = last_work
     for d in range(n_dev):
         if up[d]:
             up_total[d] += end - up_since[d]

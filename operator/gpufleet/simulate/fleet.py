@@ -134,7 +134,11 @@ def _stakes(scn: Scenario, rng: random.Random) -> list[int]:
 def _mean_work(scn: Scenario, prefill_speedup: float) -> float:
     """Mean service work in output-token equivalents: exact without tail cuts, else sampled."""
     out, prompt = scn.requests.output_tokens, scn.requests.prompt_tokens
-    if out.maximum is None and prompt.maximum is None and "uniform" not in (out.distribution, prompt.distribution):
+    if (
+        out.maximum is None
+        and prompt.maximum is None
+        and "uniform" not in (out.distribution, prompt.distribution)
+    ):
         return out.expected() + prompt.expected() / prefill_speedup
     rng = stream(scn.seed, "mean-work")
     total = 0.0

@@ -69,7 +69,7 @@ class StakeSpec(_Strict):
     minimum_int: int = Field(default=1_000, ge=0, description="pareto scale / equal value (INT).")
     median_int: int = Field(default=10_000, gt=0, description="lognormal median (INT).")
     sigma: float = Field(default=1.5, gt=0, description="lognormal sigma.")
-    maximum_int: int | None = Field(default=None, gt=0, description="cap on any pool (INT).")
+    maximum_int: int | None = Field(default=10_000_000, gt=0, description="cap on any pool (INT).")
     unstaked_fraction: float = Field(default=0.2, ge=0, le=1, description="operators with no stake at all.")
 
     @model_validator(mode="after")
@@ -102,11 +102,11 @@ class OperatorsSpec(_Strict):
     )
     failure_rate: float = Field(default=0.001, ge=0, le=1, description="Per-request failure probability.")
     flaky_fraction: float = Field(
-        default=0.0, ge=0, le=1, description="Operators failing at flaky_failure_rate."
+        default=0.02, ge=0, le=1, description="Operators failing at flaky_failure_rate."
     )
     flaky_failure_rate: float = Field(default=0.05, ge=0, le=1)
-    slow_fraction: float = Field(default=0.0, ge=0, le=1, description="Operators running below benchmark.")
-    slow_factor: float = Field(default=0.5, gt=0, le=1, description="Their speed relative to the benchmark.")
+    slow_fraction: float = Field(default=0.05, ge=0, le=1, description="Operators running below benchmark.")
+    slow_factor: float = Field(default=0.6, gt=0, le=1, description="Their speed relative to the benchmark.")
 
     @field_validator("devices_per_operator", "gpus")
     @classmethod
@@ -149,7 +149,7 @@ class ModelSpec(_Strict):
     )
     concurrency_per_gpu: dict[str, int] = Field(default_factory=dict)
     batching_alpha: float = Field(
-        default=0.0,
+        default=0.1,
         ge=0,
         description="Per-sequence speed at batch b is s1/(1+alpha(b-1)); 0 = every slot runs at full speed.",
     )
