@@ -11,6 +11,9 @@ import re
 from dataclasses import dataclass, field
 from functools import total_ordering
 
+from gpufleet.hardware.report import compare_versions
+from gpufleet.hardware.report import parse_version as parse_hw_version
+
 _SEMVER = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
     r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
@@ -85,18 +88,24 @@ def parse_version(text: str) -> Version:
 def parse_dotted(text: str, *, what: str) -> tuple[int, ...]:
     """Parse a dotted numeric version such as a driver ``550.54.15`` or CUDA ``12.4``.
 
-    Missing trailing parts compare as zero, so ``12.4`` == ``12.4.0``.
+    The one dotted-version parser is ``gpufleet.hardware.report.parse_version`` (validation and
+    engine selection use it too); this only names what was being parsed in the error and drops
+    trailing zeros, so ``12.4`` == ``12.4.0``.
     """
-    parts = text.strip().split(".") if isinstance(text, str) else []
-    if not parts or not all(p.isdigit() for p in parts):
-        raise InvalidVersion(
-            f"invalid {what} version {text!r}: expected dot-separated numbers like 550.54.15"
-        )
-    values = [int(p) for p in parts]
+    problem = f"invalid {what} version {text!r}: expected dot-separated numbers like 550.54.15"
+    if not isinstance(text, str):
+        raise InvalidVersion(problem)
+    try:
+        values = list(parse_hw_version(text))
+    except ValueError as exc:
+        raise InvalidVersion(problem) from exc
     while len(values) > 1 and values[-1] == 0:
         values.pop()
     return tuple(values)
 
 
 def dotted_at_least(actual: str, minimum: str, *, what: str) -> bool:
-    return parse_dotted(actual, what=what) >= parse_dotted(minimum, what=what)
+    """``actual >= minimum`` by ``gpufleet.hardware.report.compare_versions`` (the one comparison)."""
+    parse_dotted(actual, what=what)
+    parse_dotted(minimum, what=what)
+    return compare_versions(actual.strip(), minimum.strip()) >= 0
