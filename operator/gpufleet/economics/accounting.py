@@ -331,3 +331,19 @@ def forget_sources(state: AccountingState, keep: Iterable[str]) -> AccountingSta
     """Drop the cursors of router replicas that no longer exist (keeps the state small)."""
     wanted = set(keep)
     return replace(state.copy(), cursors={k: c for k, c in state.cursors.items() if k.source in wanted})
+
+
+def close_recorded(state: AccountingState, epoch: int, recorded: Mapping[str, int]) -> AccountingState:
+    """Close ``epoch`` whose Epoch object already exists with ``recorded`` completed jobs per pool.
+
+    Work counted for the epoch beyond what the record holds (scraped after the record was written,
+    before the operator noted the close: a restart in between) is carried into the next epoch, so
+    adopting a record loses nothing and counts nothing twice.
+    """
+    new = mark_closed(state, epoch)
+    for pool, work in state.tally(epoch).items():
+        extra = work.completed - recorded.get(pool, 0)
+        if extra > 0:
+            new.open.setdefault(epoch + 1, {}).setdefault(pool, PoolWork()).add("", extra, 0, 0)
+            new.carried += extra
+    return new

@@ -15,7 +15,7 @@ from typing import Any
 
 from gpufleet.api.quantity import parse_int_amount
 from gpufleet.api.v1alpha1.epoch import Epoch, epoch_object_name
-from gpufleet.economics.accounting import PoolWork
+from gpufleet.economics.accounting import PoolWork, Scrape, SeriesKey, SeriesSample
 from gpufleet.economics.errors import EconomicsError
 from gpufleet.economics.merkle import hash_leaf, leaf_preimage, verify_proof
 from gpufleet.economics.points import (
@@ -36,8 +36,10 @@ from gpufleet.economics.rewards import (
 )
 from gpufleet.economics.stakesource import LedgerPoolStake, meets_min_self_stake
 from gpufleet.economics.units import format_int
+from gpufleet.router.stats import RouterStats
 
 API_VERSION = "gpufleet.io/v1alpha1"
+HALTED_ANNOTATION = "gpufleet.io/halted"
 _RATIO_PLACES = 9
 
 
@@ -100,11 +102,13 @@ def pool_facts(body: Mapping[str, Any], ledger: LedgerPoolStake | None = None) -
     """Stake, commission and halt of a pool from its spec, or from its ledger when it has one.
 
     A ledger-sourced pool whose ledger could not be read has no stake (and is reported by the
-    controller); a pool is halted by its ledger or by ``spec.halted``.
+    controller); a pool is halted by its ledger or by the ``gpufleet.io/halted: "true"``
+    annotation (a platform engineer's halt of a pool with hand-typed stake).
     """
     spec = body.get("spec") or {}
     key = pool_key(body)
-    spec_halted = spec.get("halted") is True
+    annotations = (body.get("metadata") or {}).get("annotations") or {}
+    spec_halted = str(annotations.get(HALTED_ANNOTATION, "")).lower() == "true"
     if ledger_ref(body) is not None:
         if ledger is None:
             return PoolFacts(key, pool_address(key), 0, 0, 0, spec_halted, "ledger")
@@ -431,3 +435,71 @@ def last_epoch_reward(body: Mapping[str, Any], pool: str) -> dict[str, Any] | No
 
 def share(part: int, whole: int) -> Fraction:
     return Fraction(part, whole) if whole else Fraction(0)
+
+
+def scrape_from_router_stats(stats: RouterStats) -> Scrape:
+    """The router's stats snapshot (``gpufleet.router.stats``) as one accounting scrape.
+
+    ``since`` (when the router's monotonic counters started; it survives router restarts because
+    the router checkpoints its counters) is the boot id: a new ``since`` is a counter reset.
+    """
+    samples = tuple(
+        SeriesSample(
+            SeriesKey(
+                stats.router,
+                f"{d.key.namespace}/{d.key.pool}",
+                d.key.inference_node,
+                str(d.key.device),
+                d.key.model,
+            ),
+            d.completions,
+            d.tokens.prompt,
+            d.tokens.completion,
+        )
+        for d in stats.devices
+    )
+    since = int(stats.since.timestamp())
+    return Scrape(
+        source=stats.router,
+        boot=stats.since.isoformat(),
+        at=int(stats.observed_at.timestamp()),
+        series=samples,
+        started_at=since,
+    )
+
+
+def parse_model_params(text: str) -> dict[str, int]:
+    """``"org/model-a=8000,model-b=13000"`` (millions of parameters) to a table."""
+    table: dict[str, int] = {}
+    for item in (x.strip() for x in text.split(",")):
+        if not item:
+            continue
+        name, sep, value = item.rpartition("=")
+        if not sep or not name or not value.isdigit() or int(value) < 1:
+            raise ValueError(f"points_model_params item {item!r} must be model=<millions of parameters>")
+        table[name.strip()] = int(value)
+    return table
+
+
+def condition(
+    current: Sequence[Mapping[str, Any]],
+    type_: str,
+    status: str,
+    reason: str,
+    message: str,
+    now: int,
+    generation: int | None = None,
+) -> list[dict[str, Any]]:
+    """Conditions with ``type_`` set; the transition time only moves when the status changes."""
+    old = next((c for c in current if c.get("type") == type_), None)
+    since = old.get("lastTransitionTime") if old and old.get("status") == status else rfc3339(now)
+    new = {
+        "type": type_,
+        "status": status,
+        "reason": reason,
+        "message": message[:32768],
+        "lastTransitionTime": since,
+    }
+    if generation is not None:
+        new["observedGeneration"] = generation
+    return [dict(c) for c in current if c.get("type") != type_] + [new]
