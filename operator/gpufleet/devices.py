@@ -14,12 +14,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from gpufleet.api.conditions import Reason
 from gpufleet.hardware.catalog import Catalog, GPUModel
 from gpufleet.hardware.report import GPUDevice, HardwareReport
 from gpufleet.hardware.validation import validate_device
 from gpufleet.objects import GFD_COUNT, GFD_MAJOR, GFD_MEMORY, GFD_MINOR, GFD_PRODUCT, InodeView, NodeView
 
-PENDING_REASON = "AwaitingHardwareReport"
+PENDING_REASON = Reason.AWAITING_HARDWARE_REPORT
 
 
 class ReportError(ValueError):

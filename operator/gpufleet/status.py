@@ -14,6 +14,7 @@ from fractions import Fraction
 from typing import Any
 
 from gpufleet import conditions
+from gpufleet.api.conditions import InferenceNodeCondition, OperatorPoolCondition, Reason
 from gpufleet.api.quantity import format_int_amount, format_ratio
 from gpufleet.conditions import Clock, utcnow
 from gpufleet.devices import NodePlan, Observation, effective_verdict, validated_vram_mib
@@ -21,10 +22,10 @@ from gpufleet.hardware.catalog import Catalog
 from gpufleet.objects import InodeView, PodView, PoolView
 from gpufleet.shares import device_share, self_stake_ratio
 
-GPU_VALIDATED = "GPUValidated"
-ENGINE_SELECTED = "EngineSelected"
-READY = "Ready"
-MINIMUM_SELF_STAKE = "MinimumSelfStake"
+GPU_VALIDATED = InferenceNodeCondition.GPU_VALIDATED
+ENGINE_SELECTED = InferenceNodeCondition.ENGINE_SELECTED
+READY = InferenceNodeCondition.READY
+MINIMUM_SELF_STAKE = OperatorPoolCondition.MINIMUM_SELF_STAKE
 
 #: Top-level InferenceNode status keys this module owns (others, e.g. ``rollout`` and the
 #: ``currentVersion``/``targetVersion``/``lastStableVersion`` it keeps, belong to the rollout controller).
@@ -153,31 +154,34 @@ def inode_status(
 
     total = len(node_plan.devices)
     if total == 0:
-        setc(GPU_VALIDATED, "False", "NoGPUs", node_plan.problem or "no GPU planned")
+        setc(GPU_VALIDATED, "False", Reason.NO_GPUS, node_plan.problem or "no GPU planned")
     elif blocked:
-        setc(GPU_VALIDATED, "False", "DeviceBlocked",
+        setc(GPU_VALIDATED, "False", Reason.DEVICE_BLOCKED,
              f"{len(blocked)} of {total} GPUs blocked: " + "; ".join(blocked))
     elif pending:
-        setc(GPU_VALIDATED, "Unknown", "AwaitingHardwareReport",
+        setc(GPU_VALIDATED, "Unknown", Reason.AWAITING_HARDWARE_REPORT,
              f"{pending} of {total} GPUs not yet confirmed by their agent")
     else:
         note = f" ({node_plan.problem})" if node_plan.problem else ""
-        setc(GPU_VALIDATED, "True", "AllValid", f"all {total} GPUs validated{note}")
+        setc(GPU_VALIDATED, "True", Reason.ALL_VALID, f"all {total} GPUs validated{note}")
     if release is None or release.image is None:
         channel = inode.release_version or inode.release_channel or "stable"
-        setc(ENGINE_SELECTED, "False", "NoMatchingRelease",
-             f"no EngineRelease matches {channel!r} and no default image is set")
+        why = release.source if release is not None and release.source else (
+            f"no EngineRelease matches {channel!r} and no default image is set")
+        setc(ENGINE_SELECTED, "False", Reason.NO_MATCHING_RELEASE, why)
     else:
-        setc(ENGINE_SELECTED, "True", "ReleaseSelected", f"{release.source}: version {release.version}")
+        setc(ENGINE_SELECTED, "True", Reason.RELEASE_SELECTED, f"{release.source}: version {release.version}")
     valid_total = sum(1 for v in verdicts.values() if v.valid)
     if not pool.exists:
-        setc(READY, "False", "PoolNotFound", f"OperatorPool {inode.pool!r} does not exist")
+        setc(READY, "False", Reason.POOL_NOT_FOUND, f"OperatorPool {inode.pool!r} does not exist")
     elif ready_count and ready_count == valid_total:
-        setc(READY, "True", "AllEnginesReady", f"{ready_count} of {total} GPUs serving")
+        # Say what is true: "all validated GPUs", and how many are blocked (#21 F12).
+        more = f"; {total - valid_total} of {total} GPUs not validated" if valid_total < total else ""
+        setc(READY, "True", Reason.ALL_ENGINES_READY, f"all {ready_count} validated GPUs serving{more}")
     elif ready_count:
-        setc(READY, "False", "PartiallyReady", f"{ready_count} of {valid_total} validated GPUs serving")
+        setc(READY, "False", Reason.PARTIALLY_READY, f"{ready_count} of {valid_total} validated GPUs serving")
     else:
-        setc(READY, "False", "NoEngineReady", f"0 of {total} GPUs serving")
+        setc(READY, "False", Reason.NO_ENGINE_READY, f"0 of {total} GPUs serving")
 
     status: dict[str, Any] = {
         "observedGeneration": inode.generation,
@@ -244,17 +248,17 @@ def pool_status(
 
     minimum = _ratio(Fraction(min_self_stake_bps, 10000))
     if total == 0:
-        setc(MINIMUM_SELF_STAKE, "False", "NoStake", "the pool has no stake")
+        setc(MINIMUM_SELF_STAKE, "False", Reason.NO_STAKE, "the pool has no stake")
     elif ratio * 10000 < min_self_stake_bps:
-        setc(MINIMUM_SELF_STAKE, "False", "BelowMinimum",
+        setc(MINIMUM_SELF_STAKE, "False", Reason.BELOW_MINIMUM,
              f"self stake is {_ratio(ratio)} of the total, below the minimum {minimum}: add self stake")
     else:
-        setc(MINIMUM_SELF_STAKE, "True", "MinimumMet",
+        setc(MINIMUM_SELF_STAKE, "True", Reason.MINIMUM_MET,
              f"self stake is {_ratio(ratio)} of the total (minimum {minimum})")
     if ready_devices:
-        setc(READY, "True", "DevicesServing", f"{ready_devices} of {devices} validated GPUs serving")
+        setc(READY, "True", Reason.DEVICES_SERVING, f"{ready_devices} of {devices} validated GPUs serving")
     else:
-        setc(READY, "False", "NoDeviceServing", f"0 of {devices} validated GPUs serving")
+        setc(READY, "False", Reason.NO_DEVICE_SERVING, f"0 of {devices} validated GPUs serving")
     return {
         "observedGeneration": pool.generation,
         "totalStake": format_int_amount(total),
@@ -281,8 +285,8 @@ def share_events(
         if val.get("reason") != old_val.get("reason"):
             if val.get("valid"):
                 events.append(("Normal", "DeviceValidated", f"GPU {index}: {val.get('message')}"))
-            elif val.get("reason") != "AwaitingHardwareReport":
-                events.append(("Warning", "DeviceBlocked",
+            elif val.get("reason") != Reason.AWAITING_HARDWARE_REPORT:
+                events.append(("Warning", Reason.DEVICE_BLOCKED,
                                f"GPU {index} blocked ({val.get('reason')}): {val.get('message')}"))
         share, old_share = dev.get("vramShare"), old.get("vramShare")
         # A share appearing (device just validated) or vanishing (blocked) has its own Event.

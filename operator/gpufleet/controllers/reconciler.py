@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, TypeVar, cast
 
+from gpufleet.api.conditions import device_blocked
 from gpufleet.conditions import Clock, make_condition, utcnow
 from gpufleet.controllers.kube import AgentUnreachable, ApiError, KubeClient, post_event_soon
 from gpufleet.controllers.podwatch import PodInformer
@@ -37,7 +38,6 @@ from gpufleet.controllers.runtime.backoff import Backoff
 from gpufleet.controllers.runtime.overlay import StatusWriter
 from gpufleet.controllers.runtime.workqueue import WorkQueue
 from gpufleet.devices import (
-    PENDING_REASON,
     NodePlan,
     Observation,
     ReportError,
@@ -49,12 +49,11 @@ from gpufleet.devices import (
 from gpufleet.fleet import PodPlan, plan_pods
 from gpufleet.hardware.catalog import Catalog, load_catalog
 from gpufleet.hardware.report import GPUDevice
-from gpufleet.metrics import METRICS, DeviceSample
+from gpufleet.metrics import METRICS, device_samples
 from gpufleet.objects import READY_GATE, InodeView, InvalidObject, NodeView, PodView, PoolView
 from gpufleet.podspec import PodRelease
 from gpufleet.rollout.views import node_state
 from gpufleet.settings import OperatorSettings
-from gpufleet.api.quantity import parse_int_amount
 from gpufleet.status import (
     INODE_CONDITIONS,
     INODE_KEYS,
@@ -440,12 +439,16 @@ class Reconciler:
             release_for=release.per_device if release else None,
         )
         pods, retry_gates = await self._execute(body, inode, plan, pods)
+        info = release.info if release else None
+        if info is None and step is not None and step.selection.message:
+            # Say why nothing runs (held back by a driver gate, a halt, no release on the channel).
+            info = ReleaseInfo(None, None, f"{step.selection.reason}: {step.selection.message}")
         status, _ = inode_status(
             inode,
             node_plan,
             pods,
             observations,
-            release.info if release else None,
+            info,
             self._pool_context(inode),
             now=self.now,
         )
@@ -801,9 +804,8 @@ class Reconciler:
                 body, share_events(old.get("devices"), status["devices"], self.settings.share_event_threshold)
             )
         self._pool_later(inode.namespace, inode.pool)
-        METRICS.record_inference_node(
-            inode.namespace, inode.name, inode.pool, [_sample(d) for d in status["devices"]]
-        )
+        written = self.writer.current(INODES, body)
+        METRICS.record_inference_node(inode.namespace, inode.name, inode.pool, device_samples(written))
 
     # --- OperatorPool -----------------------------------------------------------------------
 
@@ -871,7 +873,7 @@ def _blocked_in_status(entry: Mapping[str, Any] | None) -> Observation | None:
         return None
     validation = entry.get("validation") or {}
     reason = validation.get("reason")
-    if validation.get("valid") is not False or not reason or reason == PENDING_REASON:
+    if not device_blocked(validation):
         return None
     try:
         device = GPUDevice(
@@ -908,26 +910,3 @@ def _body_of(inode: InodeView) -> dict[str, Any]:
         "kind": "InferenceNode",
         "metadata": {"name": inode.name, "namespace": inode.namespace, "uid": inode.uid},
     }
-
-
-def _sample(device: Mapping[str, Any]) -> DeviceSample:
-    validation = device.get("validation") or {}
-    if device.get("ready"):
-        state = "ready"
-    elif validation.get("valid"):
-        state = "unready"
-    elif validation.get("reason") == "AwaitingHardwareReport":
-        state = "pending"
-    else:
-        state = "blocked"
-    stake = str(device.get("effectiveStake") or "0")
-    return DeviceSample(
-        index=int(device["index"]),
-        product=str(device.get("product") or "unknown"),
-        state=state,
-        engine=device.get("engine"),
-        blocked_reason=None if state != "blocked" else str(validation.get("reason")),
-        vram_share=float(device.get("vramShare") or 0.0),
-        priority_score=float(device.get("priorityScore") or 0.0),
-        effective_stake_base_units=parse_int_amount(stake),
-    )

@@ -10,6 +10,8 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from gpufleet.api.conditions import device_blocked
+from gpufleet.objects import LABEL_DEVICE, LABEL_VERSION, READY_GATE
 from gpufleet.rollout.plan import NodeState, PodView, UpdatePolicy, parse_time
 from gpufleet.rollout.selection import CHANNELS, DEFAULT_CHANNEL, NodeHardware, ReleaseView
 from gpufleet.rollout.semver import InvalidVersion, Version
@@ -17,10 +19,6 @@ from gpufleet.rollout.state import RolloutStatus
 
 Body = Mapping[str, Any]
 
-LABEL_INODE = "gpufleet.io/inference-node"
-LABEL_DEVICE = "gpufleet.io/device-index"
-LABEL_VERSION = "gpufleet.io/engine-version"
-READY_GATE = "gpufleet.io/engine-ready"
 
 #: Container waiting reasons that mean the new version will not come up by itself.
 STUCK_REASONS = frozenset(
@@ -153,21 +151,13 @@ def node_engines(status: Mapping[str, Any]) -> frozenset[str]:
     )
 
 
-#: The core's validation reason while a device's agent has not reported yet (not a verdict).
-PENDING_VALIDATION = "AwaitingHardwareReport"
-
-
 def blocked_devices(status: Mapping[str, Any]) -> frozenset[int]:
     """Devices whose GPU failed validation (a verdict, not a pending report): they never serve."""
-    blocked = set()
-    for d in status.get("devices") or ():
-        if not isinstance(d, Mapping) or "index" not in d:
-            continue
-        validation = d.get("validation") or {}
-        reason = validation.get("reason")
-        if validation.get("valid") is False and reason and reason != PENDING_VALIDATION:
-            blocked.add(int(d["index"]))
-    return frozenset(blocked)
+    return frozenset(
+        int(d["index"])
+        for d in status.get("devices") or ()
+        if isinstance(d, Mapping) and "index" in d and device_blocked(d.get("validation"))
+    )
 
 
 def node_state(spec: Mapping[str, Any], status: Mapping[str, Any], pods: Iterable[PodView]) -> NodeState:
