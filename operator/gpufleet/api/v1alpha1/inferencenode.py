@@ -113,6 +113,9 @@ class UpdatePolicy(ApiModel):
         json_schema_extra={
             "x-kubernetes-validations": [
                 cel(
+                    # has(): kube-apiserver also checks this rule against the `default: {}` of
+                    # updatePolicy, where the fields are not there yet (found on the real backend, #13).
+                    "!has(self.minReadySeconds) || !has(self.progressDeadlineSeconds) || "
                     "self.minReadySeconds < self.progressDeadlineSeconds",
                     "minReadySeconds must be less than progressDeadlineSeconds",
                     field_path=".minReadySeconds",
