@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import time
@@ -12,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gpufleet_devcluster import protobody
 from gpufleet_devcluster.errors import APIError
 from gpufleet_devcluster.resources import JsonObj, ResourceType
 from gpufleet_devcluster.selectors import parse_field_selector, parse_label_selector
@@ -38,6 +40,8 @@ PATCH_TYPES = {
     "application/strategic-merge-patch+json": "strategic",
 }
 UNSUPPORTED_BODIES = frozenset({"application/vnd.kubernetes.protobuf", "application/cbor"})
+#: A protobuf request body decoded to its JSON object (kubectl's typed clients send protobuf).
+DECODED_BODY = web.RequestKey("gpufleet_decoded_body", dict)
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 
 ProxyHandler = Callable[[web.Request, JsonObj, int | None, str], Awaitable[web.StreamResponse]]
@@ -177,7 +181,14 @@ class APIServer:
             resource = target.rtype.plural + (f"/{target.subresource}" if target.subresource else "")
             verb = self._verb(request, target)
             agent = request.headers.get("User-Agent", "")
-            if request.can_read_body and request.content_type in UNSUPPORTED_BODIES:
+            if (
+                request.can_read_body
+                and request.content_type == protobody.CONTENT_TYPE
+                and verb in ("create", "update")
+            ):
+                # kubectl's typed clients (create namespace/configmap) send protobuf, never JSON.
+                request[DECODED_BODY] = protobody.decode(await request.read())
+            elif request.can_read_body and request.content_type in UNSUPPORTED_BODIES:
                 # protobuf/CBOR: client-go falls back to JSON on 415, like with a server lacking them.
                 raise APIError(
                     415,
@@ -327,8 +338,41 @@ class APIServer:
                 "version": KUBERNETES_VERSION["gitVersion"],
             },
             "paths": paths,
-            "components": {"schemas": {}},
+            "components": {"schemas": self._crd_schemas(group, version)},
         }
+
+    def _crd_schemas(self, group: str, version: str) -> JsonObj:
+        """The custom resources' schemas, as the real server publishes them: named by reversed
+        group, tagged with their group/version/kind, so `kubectl explain` finds and renders them."""
+        schemas: JsonObj = {}
+        for rtype in self.store.types.values():
+            if rtype.crd is None or rtype.group != group or rtype.version != version:
+                continue
+            for ver in rtype.crd["spec"].get("versions") or []:
+                if ver.get("name") != version:
+                    continue
+                schema = copy.deepcopy((ver.get("schema") or {}).get("openAPIV3Schema") or {})
+                gvk = {"group": group, "version": version, "kind": rtype.kind}
+                schema["x-kubernetes-group-version-kind"] = [gvk]
+                props = schema.setdefault("properties", {})
+                props.setdefault(
+                    "apiVersion",
+                    {
+                        "type": "string",
+                        "description": "APIVersion defines the versioned schema of this object.",
+                    },
+                )
+                props.setdefault(
+                    "kind",
+                    {
+                        "type": "string",
+                        "description": "Kind is a string value representing the REST resource.",
+                    },
+                )
+                props.setdefault("metadata", {"type": "object", "description": "Standard object's metadata."})
+                reverse = ".".join(reversed(group.split(".")))
+                schemas[f"{reverse}.{version}.{rtype.kind}"] = schema
+        return schemas
 
     def _groups(self) -> list[JsonObj]:
         versions: dict[str, list[str]] = {}
@@ -387,6 +431,21 @@ class APIServer:
     # ------------------------------------------------------------------------------------ handlers
 
     async def _dispatch(self, request: web.Request, t: _Target, verb: str) -> web.StreamResponse:
+        if "dryRun" in request.query:
+            # Server-side dry run of writes: admission and validation run, nothing is stored.
+            if request.query.getall("dryRun") != ["All"]:
+                raise APIError(400, "BadRequest", "dryRun: Unsupported value: only All is supported")
+            if verb not in ("create", "update", "patch"):
+                raise APIError(400, "BadRequest", f"the devcluster emulator has no dryRun for {verb}")
+            await request.read()
+            self.store.dry_run = True
+            try:
+                return await self._dispatch_strict(request, t, verb)
+            finally:
+                self.store.dry_run = False
+        return await self._dispatch_strict(request, t, verb)
+
+    async def _dispatch_strict(self, request: web.Request, t: _Target, verb: str) -> web.StreamResponse:
         strict = request.query.get("fieldValidation") == "Strict"
         if strict and verb in ("create", "update", "patch"):
             await request.read()  # cached by aiohttp: nothing awaits I/O once the flag is set
@@ -399,8 +458,6 @@ class APIServer:
 
     async def _dispatch_inner(self, request: web.Request, t: _Target, verb: str) -> web.StreamResponse:
         store, rtype, q = self.store, t.rtype, request.query
-        if "dryRun" in q:
-            raise APIError(400, "BadRequest", "dryRun is not supported by the devcluster emulator")
         if t.subresource == "proxy":
             return await self._proxy(request, t)
         if t.subresource == "log":
@@ -428,7 +485,7 @@ class APIServer:
                     rtype, result.items, result.resource_version, result.continue_token, result.remaining
                 )
             if verb == "create":
-                entry = store.create(rtype, t.namespace, await request.json())
+                entry = store.create(rtype, t.namespace, await _json_body(request))
                 return _raw(entry.raw, 201)
             raise APIError(405, "MethodNotAllowed", f"{request.method} is not allowed on a collection")
         if verb == "get":
@@ -437,7 +494,9 @@ class APIServer:
                 return _json(table(rtype, [entry.obj], entry.obj["metadata"]["resourceVersion"]))
             return _raw(entry.raw)
         if verb == "update":
-            entry = store.update(rtype, t.namespace, t.name, await request.json(), subresource=t.subresource)
+            entry = store.update(
+                rtype, t.namespace, t.name, await _json_body(request), subresource=t.subresource
+            )
             return _raw(entry.raw)
         if verb == "patch":
             ctype = request.content_type
@@ -571,6 +630,13 @@ class APIServer:
         if self.proxy_handler is None:
             raise APIError(503, "ServiceUnavailable", f"no agent is emulated for pod {name!r}")
         return await self.proxy_handler(request, pod, port, t.subpath)
+
+
+async def _json_body(request: web.Request) -> Any:
+    """The request's object: JSON as sent, or what a protobuf body decoded to."""
+    if DECODED_BODY in request:
+        return request[DECODED_BODY]
+    return await request.json()
 
 
 async def _body_or_none(request: web.Request) -> JsonObj | None:

@@ -286,6 +286,8 @@ class Store:
     validator: Validator | None = None
     # fieldValidation=Strict for the write in progress: unknown fields are a 422, not pruned.
     strict_fields: bool = False
+    # Set by the server for `?dryRun=All` writes: validate and answer, persist nothing.
+    dry_run: bool = False
     # Set by the simulated kubelet: pods for which deletion is graceful (the kubelet finishes it).
     graceful_pod: Callable[[JsonObj], bool] | None = None
     by_uid: dict[str, tuple[tuple[str, str], ObjKey]] = field(default_factory=dict)
@@ -484,6 +486,8 @@ class Store:
         obj = _defaults_on_create(rtype, obj)
         if self.validator is not None and rtype.is_custom:
             obj = self.validator(rtype, obj, None, strict=self.strict_fields)
+        if self.dry_run:
+            return Entry(obj)  # like kube-apiserver: defaulted and validated, no resourceVersion
         if rtype.plural == "customresourcedefinitions":
             obj = self._crd_established(obj)
         obj["metadata"] = {**obj["metadata"], "resourceVersion": str(self._next_rv())}
@@ -733,6 +737,8 @@ class Store:
         key = (old_meta.get("namespace", ""), name)
         if new == old:
             return old_entry  # a no-op write: no new resourceVersion, no watch event
+        if self.dry_run:
+            return Entry(new)
         if rtype.plural == "customresourcedefinitions" and new.get("spec") != old.get("spec"):
             new = self._crd_established(new)
         new["metadata"]["resourceVersion"] = str(self._next_rv())

@@ -131,12 +131,8 @@ def bin_dir() -> Path:
 
 
 def find_go() -> str | None:
-    """The go command: on PATH, else Go's default install location; None when there is none."""
-    found = shutil.which("go")
-    if found:
-        return found
-    default = Path("/usr/local/go/bin/go")
-    return str(default) if default.is_file() else None
+    """The go command on PATH ($GPUFLEET_GO overrides); None when there is none."""
+    return os.environ.get("GPUFLEET_GO") or shutil.which("go")
 
 
 def is_built(directory: Path | None = None) -> bool:

@@ -10,6 +10,7 @@ import pytest
 from kubernetes import client, config
 
 from gpufleet_devcluster import DevCluster, KubeletConfig, NodeSpec, ThreadedCluster
+from tests.integration.conftest import reset_real_cluster
 
 ROOT = Path(__file__).resolve().parents[3]
 CRDS = ROOT / "crds"
@@ -28,9 +29,25 @@ def cluster() -> Iterator[ThreadedCluster]:
         yield tc
 
 
-@pytest.fixture
-def api(cluster: ThreadedCluster) -> Iterator[client.ApiClient]:
-    api_client = config.new_client_from_config(str(cluster.kubeconfig_path))
+EMULATOR_ONLY = "uses the emulator's internals (store, kubelet, request log): emulator only"
+
+
+@pytest.fixture(params=["emulator", "real"])
+def api(request: pytest.FixtureRequest) -> Iterator[client.ApiClient]:
+    """A client for the emulator or, differentially, for the session's real control plane.
+
+    Tests that only talk through the API run on both backends; a test that also takes `cluster`
+    (the emulator itself) runs on the emulator only.
+    """
+    if request.param == "real":
+        if "cluster" in request.fixturenames:
+            pytest.skip(EMULATOR_ONLY)
+        rc = request.getfixturevalue("real_cluster")
+        reset_real_cluster(rc)
+        kubeconfig = rc.kubeconfig_path
+    else:
+        kubeconfig = request.getfixturevalue("cluster").kubeconfig_path
+    api_client = config.new_client_from_config(str(kubeconfig))
     yield api_client
     api_client.close()
 
