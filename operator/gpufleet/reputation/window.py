@@ -203,8 +203,13 @@ class DeviceBucket:
             tokens=int(raw.get("t", 0)),
             decode_ms=int(raw.get("d", 0)),
         )
-        values = [bucket.completed, bucket.not_attributable, bucket.tokens, bucket.decode_ms,
-                  *bucket.failed_by_release.values()]
+        values = [
+            bucket.completed,
+            bucket.not_attributable,
+            bucket.tokens,
+            bucket.decode_ms,
+            *bucket.failed_by_release.values(),
+        ]
         if any(v < 0 for v in values):
             raise WindowError(f"bucket with negative counts: {dict(raw)}")
         return bucket
@@ -227,6 +232,12 @@ class Observation:
     counters: CounterSnapshot
     #: The engine release the device runs or is being updated to when scraped ("" unknown).
     release: str = NO_RELEASE
+    #: One source may report a device several times (once per model): each has its own baseline.
+    stream: str = ""
+
+    @property
+    def baseline_key(self) -> str:
+        return f"{self.source}|{self.stream}" if self.stream else self.source
 
 
 @dataclass(frozen=True)
@@ -239,6 +250,8 @@ class Window:
     baselines: Mapping[tuple[str, DeviceKey], tuple[CounterSnapshot, int]] = field(default_factory=dict)
     #: Last hour the window was advanced to (None before the first observation).
     current_hour: int | None = None
+    #: source -> (generation, hour last seen): sources whose every device the window has followed.
+    sources: Mapping[str, tuple[str, int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.hours < 1:
@@ -285,6 +298,7 @@ class Window:
             },
             baselines={k: v for k, v in self.baselines.items() if k[1].pool_key == key},
             current_hour=self.current_hour,
+            sources=self.sources,
         )
 
     # ---- persistence ------------------------------------------------------------------
@@ -298,6 +312,7 @@ class Window:
                 str(h): {str(d): b.to_dict() for d, b in sorted(per.items(), key=lambda kv: str(kv[0]))}
                 for h, per in sorted(self.buckets.items())
             },
+            "sources": {src: [gen, hour] for src, (gen, hour) in sorted(self.sources.items())},
             "baselines": [
                 {
                     "source": src,
@@ -333,7 +348,9 @@ class Window:
             key = (str(entry["source"]), DeviceKey.parse(str(entry["device"])))
             baselines[key] = (snap, int(entry["hour"]))
         current = raw.get("currentHour")
+        sources = {str(k): (str(v[0]), int(v[1])) for k, v in dict(raw.get("sources", {})).items()}
         return cls(
+            sources=sources,
             hours=int(raw.get("hours", DEFAULT_WINDOW_HOURS)),
             buckets=buckets,
             baselines=baselines,
@@ -355,14 +372,23 @@ def advance(window: Window, now: int) -> Window:
         buckets={h: per for h, per in window.buckets.items() if first <= h <= now_hour},
         baselines={k: v for k, v in window.baselines.items() if v[1] >= first},
         current_hour=now_hour,
+        sources={k: v for k, v in window.sources.items() if v[1] >= first},
     )
 
 
-def observe(window: Window, observations: Iterable[Observation], now: int) -> Window:
+def observe(
+    window: Window,
+    observations: Iterable[Observation],
+    now: int,
+    sources: Mapping[str, str] | None = None,
+) -> Window:
     """Add one scrape's observations, taken at ``now`` (unix seconds), to the window.
 
     Each delta goes to the bucket of ``now``'s hour; a reset counts the new counters whole; the
-    first snapshot of a (source, device) only sets its baseline.
+    first snapshot of a (source, device) only sets its baseline, unless the window already follows
+    that source (same generation): then the device is new to the source and counts whole.
+    ``sources`` (source -> generation) names every source read in this scrape, also those that
+    reported no device yet; sources of the observations are added to it.
     """
     window = advance(window, now)
     now_hour = hour_of(now)
@@ -370,16 +396,31 @@ def observe(window: Window, observations: Iterable[Observation], now: int) -> Wi
         now_hour = window.current_hour  # a late scrape lands in the newest bucket, never a closed one
     buckets = {h: dict(per) for h, per in window.buckets.items()}
     baselines = dict(window.baselines)
+    known = {(src, gen) for src, (gen, _) in window.sources.items()}
+    seen = dict(sources or {})
     for obs in observations:
-        key = (obs.source, obs.device)
+        seen.setdefault(obs.source, obs.counters.generation)
+        key = (obs.baseline_key, obs.device)
         previous = baselines.get(key)
-        delta = counter_delta(previous[0] if previous else None, obs.counters)
+        base = previous[0] if previous else None
+        if base is None and (obs.source, obs.counters.generation) in known:
+            # A source we already follow reports a device for the first time: it counted from 0.
+            base = CounterSnapshot(generation=obs.counters.generation)
+        delta = counter_delta(base, obs.counters)
         baselines[key] = (obs.counters, now_hour)
         if delta == Delta():
             continue
         per = buckets.setdefault(now_hour, {})
         per[obs.device] = per.get(obs.device, EMPTY_BUCKET).add(delta, obs.release)
-    return Window(hours=window.hours, buckets=buckets, baselines=baselines, current_hour=window.current_hour)
+    merged_sources = dict(window.sources)
+    merged_sources.update({src: (gen, now_hour) for src, gen in seen.items()})
+    return Window(
+        hours=window.hours,
+        buckets=buckets,
+        baselines=baselines,
+        current_hour=window.current_hour,
+        sources=merged_sources,
+    )
 
 
 def merge_windows(a: Window, b: Window) -> Window:
@@ -397,7 +438,12 @@ def merge_windows(a: Window, b: Window) -> Window:
         buckets=buckets,
         baselines={**a.baselines, **b.baselines},
         current_hour=max(hours) if hours else None,
+        sources={**a.sources, **b.sources},
     )
-    return merged if merged.current_hour is None else advance(
-        replace(merged, current_hour=merged.current_hour - 1), merged.current_hour * SECONDS_PER_HOUR
+    return (
+        merged
+        if merged.current_hour is None
+        else advance(
+            replace(merged, current_hour=merged.current_hour - 1), merged.current_hour * SECONDS_PER_HOUR
+        )
     )

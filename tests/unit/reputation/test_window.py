@@ -334,3 +334,24 @@ def test_persisting_at_any_point_changes_nothing(
         if i == cut:
             w = Window.from_dict(json.loads(json.dumps(w.to_dict())))
     assert w == straight
+
+
+def test_a_new_device_of_a_known_source_counts_whole() -> None:
+    w = observe(Window(), [obs(snap(10))], T0)
+    w = observe(w, [obs(snap(10)), obs(snap(7, timeout=1), DEV2)], T0 + 30)
+    assert w.total([DEV2]).completed == 7
+    assert w.total([DEV2]).attributable() == 1
+    # a source read while it had no device yet is known too
+    quiet = observe(Window(), [], T0, {"router-0": "g1"})
+    quiet = observe(quiet, [obs(snap(3))], T0 + 30)
+    assert quiet.total().completed == 3
+    assert Window.from_dict(json.loads(json.dumps(quiet.to_dict()))) == quiet
+    assert advance(quiet, T0 + 80 * H).sources == {}
+    # a stream (model) of a device has its own baseline
+    two = observe(Window(), [obs(snap(5)), Observation("router-0", DEV, snap(9), stream="m2")], T0)
+    two = observe(two, [obs(snap(6)), Observation("router-0", DEV, snap(19), stream="m2")], T0 + 30)
+    assert two.total().completed == 11
+    # an unknown source (or a known one under a new generation) only sets baselines
+    w = observe(w, [obs(snap(50), DEV2, source="r9"), obs(snap(5, gen="g9"), OTHER)], T0 + 60)
+    assert w.total([DEV2]).completed == 7
+    assert w.total([OTHER]).completed == 0

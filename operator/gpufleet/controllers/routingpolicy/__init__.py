@@ -1,0 +1,1 @@
+"""k controller: router utilisation -> RoutingPolicy.status.k (``planner`` pure, ``controller`` I/O)."""
