@@ -13,6 +13,16 @@ from gpufleet_devcluster.cluster import DEFAULT_CRD_DIR, DevCluster, NodeSpec
 from gpufleet_devcluster.process import tune_gc
 
 
+#: The default nodes are the ones examples/inferencenode*.yaml name, so the README's cluster steps
+#: (`kubectl apply -f examples/...`) find their GPUs on `gpufleet devcluster` as written.
+EXAMPLE_NODES = (
+    NodeSpec("gpu-node-rtx4090", "rtx4090-x4"),
+    NodeSpec("gpu-node-a100", "a100-80gb-x1"),
+    NodeSpec("gpu-node-h100", "h100-sxm-x8"),
+    NodeSpec("gpu-node-liar", "bad-rtx4090-48gb"),  # examples/inferencenode-blocked.yaml: blocked
+)
+
+
 def parse_node(text: str) -> NodeSpec:
     """`name` or `name=profile`."""
     name, _, profile = text.partition("=")
@@ -30,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         dest="nodes",
         type=parse_node,
         action="append",
-        help="NAME[=PROFILE] (repeatable); default: three nodes with different GPUs",
+        help="NAME[=PROFILE] (repeatable); default: the three nodes examples/inferencenodes.yaml names",
     )
 
 
@@ -44,11 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    nodes = args.nodes or [
-        NodeSpec("gpu-h100-0", "h100-sxm-x8"),
-        NodeSpec("gpu-l40s-0", "l40s-x4"),
-        NodeSpec("gpu-4090-0", "rtx4090-x1-old-driver"),
-    ]
+    nodes = args.nodes or list(EXAMPLE_NODES)
     crds = args.crds if args.crds.is_dir() else None
     async with DevCluster(
         crd_dir=crds, nodes=nodes, port=args.port, kubeconfig_path=args.kubeconfig_out

@@ -28,7 +28,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         dest="nodes",
         action="append",
         metavar="NAME[=PROFILE]",
-        help="an emulated node (repeatable); default: three nodes with different GPUs",
+        help="an emulated node (repeatable); default: the nodes examples/inferencenode*.yaml name "
+        "(gpu-node-rtx4090=rtx4090-x4, gpu-node-a100=a100-80gb-x1, gpu-node-h100=h100-sxm-x8, "
+        "gpu-node-liar=bad-rtx4090-48gb)",
     )
     parser.add_argument(
         "--backend",

@@ -138,7 +138,54 @@ def _pod_row(pod: JsonObj, now: float) -> list[Any]:
         _age(pod["metadata"].get("creationTimestamp"), now),
         status.get("podIP") or "<none>",
         pod.get("spec", {}).get("nodeName") or "<none>",
+        status.get("nominatedNodeName") or "<none>",
+        _readiness_gates(pod),
     ]
+
+
+def _readiness_gates(pod: JsonObj) -> str:
+    """`1/1` style: gates whose condition is True over gates declared (kubectl's READINESS GATES)."""
+    gates = [g.get("conditionType") for g in (pod.get("spec") or {}).get("readinessGates") or []]
+    if not gates:
+        return "<none>"
+    conds = {c.get("type"): c.get("status") for c in (pod.get("status") or {}).get("conditions") or []}
+    return f"{sum(1 for g in gates if conds.get(g) == 'True')}/{len(gates)}"
+
+
+def _event_row(event: JsonObj, now: float) -> list[Any]:
+    """kube-apiserver's event columns: Last Seen, Type, Reason, Object, ..., Message, ..."""
+    meta = event.get("metadata") or {}
+    involved = event.get("involvedObject") or {}
+    last = event.get("lastTimestamp") or event.get("eventTime") or meta.get("creationTimestamp")
+    first = event.get("firstTimestamp") or event.get("eventTime") or meta.get("creationTimestamp")
+    count = int(event.get("count") or (event.get("series") or {}).get("count") or 1)
+    last_seen = _age(_seconds(last), now)
+    if count > 1:
+        last_seen = f"{last_seen} (x{count} over {_age(_seconds(first), now)})"
+    source = event.get("source") or {}
+    source_text = source.get("component") or event.get("reportingComponent") or ""
+    if source.get("host"):
+        source_text = f"{source_text}, {source['host']}"
+    return [
+        last_seen,
+        event.get("type") or "",
+        event.get("reason") or "",
+        f"{str(involved.get('kind') or '').lower()}/{involved.get('name') or ''}",
+        involved.get("fieldPath") or "",
+        source_text,
+        (event.get("message") or "").strip(),
+        _age(_seconds(first), now),
+        count,
+        meta.get("name"),
+    ]
+
+
+def _seconds(ts: str | None) -> str | None:
+    """Event timestamps may carry fractions (MicroTime); the age only needs whole seconds."""
+    if not ts:
+        return None
+    head, _, _ = ts.partition(".")
+    return head if head.endswith("Z") or len(head) != 19 else f"{head}Z"
 
 
 def _node_row(node: JsonObj, now: float) -> list[Any]:
@@ -170,8 +217,24 @@ def columns_and_rows(rtype: ResourceType, objects: list[JsonObj]) -> tuple[list[
             _AGE,
             _col("IP", priority=1),
             _col("Node", priority=1),
+            _col("Nominated Node", priority=1),
+            _col("Readiness Gates", priority=1),
         ]
         return cols, [_pod_row(o, now) for o in objects]
+    if rtype.plural == "events" and not rtype.group:
+        cols = [
+            _col("Last Seen", description="Time when this Event was last observed."),
+            _col("Type", description="Type of this event (Normal, Warning)."),
+            _col("Reason", description="The reason for the transition into the object's current status."),
+            _col("Object", description="The object that this event is about."),
+            _col("Subobject", priority=1, description="involvedObject.fieldPath"),
+            _col("Source", priority=1, description="The component reporting this event."),
+            _col("Message", description="A human-readable description of the status of this operation."),
+            _col("First Seen", priority=1, description="The time at which the event was first recorded."),
+            _col("Count", "integer", priority=1, description="The number of times this event has occurred."),
+            {**_NAME, "priority": 1},
+        ]
+        return cols, [_event_row(o, now) for o in objects]
     if rtype.plural == "nodes" and not rtype.group:
         cols = [
             _NAME,

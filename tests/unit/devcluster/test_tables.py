@@ -74,4 +74,4 @@ def test_pod_table_shows_ready_and_status() -> None:
     }
     cells = table(pods, [pod], "1")["rows"][0]["cells"]
     assert cells[:4] == ["p", "1/2", "CrashLoopBackOff", 3]
-    assert cells[5:] == ["10.0.0.1", "gpu-0"]
+    assert cells[5:] == ["10.0.0.1", "gpu-0", "<none>", "<none>"]  # no nominated node, no readiness gates
