@@ -203,6 +203,8 @@ def run(scn: Scenario, fleet: Fleet | None = None) -> RawResult:
     penalties: list[dict[str, Any]] = []
     k_changes: list[tuple[float, float, str]] = [(0.0, k, "initial")]
     queues: list[deque[int]] = [deque() for _ in range(n_models)]
+    host_queue = overflow == "host"
+    hq: list[deque[int]] = [deque() for _ in range(n_dev)]
     total_active = 0
     util_int = 0.0
     util_last = 0.0
@@ -303,7 +305,8 @@ def run(scn: Scenario, fleet: Fleet | None = None) -> RawResult:
         m = req_model[rid]
         pick = sel_pick[m]
         d = -1
-        tries = attempts if attempts else 1
+        c = -1
+        tries = 1 if host_queue or not attempts else attempts
         while tries:
             c = pick()
             if c < 0:
@@ -315,6 +318,11 @@ def run(scn: Scenario, fleet: Fleet | None = None) -> RawResult:
         if d < 0:
             if from_queue:
                 return False
+            if host_queue and c >= 0:
+                # Envoy: the picked host is at its connection limit; the request waits in that
+                # host's pending queue until one of its connections frees.
+                hq[c].append(rid)
+                return True
             if overflow == "queue":
                 queues[m].append(rid)
             elif overflow == "retry":
@@ -325,8 +333,16 @@ def run(scn: Scenario, fleet: Fleet | None = None) -> RawResult:
                     retries_503 += 1
                     push(events, (now + retry_after, seq, RETRY, rid, 0))
                     seq += 1
-            else:
+            elif overflow == "reject":
                 rejected += req_t0[rid] >= warmup
+            else:  # host mode with no eligible host at all: 503 + Retry-After
+                req_tries[rid] += 1
+                if req_tries[rid] > retry_limit:
+                    rejected += req_t0[rid] >= warmup
+                else:
+                    retries_503 += 1
+                    push(events, (now + retry_after, seq, RETRY, rid, 0))
+                    seq += 1
             return False
         p = op_fail[dev_op[d]]
         if p and r_fail.random() < p:
@@ -415,6 +431,8 @@ def run(scn: Scenario, fleet: Fleet | None = None) -> RawResult:
         refresh_member(d)
         victims = [rid for _, rid in dheap[d]]
         dheap[d] = []
+        waiting = list(hq[d])
+        hq[d].clear()
         util_int += total_active * (now - util_last)
         util_last = now
         total_active -= n
@@ -431,6 +449,9 @@ def run(scn: Scenario, fleet: Fleet | None = None) -> RawResult:
                 dispatch(rid, now)
             elif req_t0[rid] >= warmup:
                 failed += 1
+        for rid in waiting:
+            # Never sent: Envoy answers the pending request with a 503 and the retry picks again.
+            dispatch(rid, now)
 
     def bring_up(d: int, now: float) -> None:
         if up[d]:
@@ -477,6 +498,12 @@ def run(scn: Scenario, fleet: Fleet | None = None) -> RawResult:
                 work = req_work[rid]
                 if work > 0:
                     dev_hour_decode[d] += (now - req_start[rid]) * (tokens / work)
+            if hq[d]:
+                nxt = hq[d].popleft()
+                if req_t0[nxt] >= warmup:
+                    queue_delay.append(now - req_t0[nxt])
+                start(d, nxt, now)  # reschedules the device
+                continue
             if find_free and n == cap[d] and eligible(d):
                 sel_add[dev_model[d]](d)
             m = dev_model[d]
@@ -527,7 +554,7 @@ def run(scn: Scenario, fleet: Fleet | None = None) -> RawResult:
                     if span
                     else 0.0,
                     "in_flight": total_active,
-                    "queued": sum(len(q) for q in queues),
+                    "queued": sum(len(q) for q in queues) + (sum(len(q) for q in hq) if host_queue else 0),
                     "arrival_rps": round(arrivals_since / span, 6) if span else 0.0,
                     "offered_load": round(rate_at(now) / cap_rps, 6) if cap_rps else 0.0,
                     "k": k,

@@ -194,24 +194,32 @@ class ArrivalsSpec(_Strict):
 
 
 class RouterSpec(_Strict):
-    """The data plane's selection rule, per-host caps and what happens when a pick finds no room."""
+    """The data plane's selection rule, per-host caps and what happens when a pick finds no room.
+
+    The default models the committed router (``gpufleet.router.envoy``): Envoy ``ROUND_ROBIN``
+    (EDF over the integer weights) with a per-host connection limit equal to the cap on HTTP/1.1
+    upstreams, so a request picked for a full host waits in that host's pending queue.
+    """
 
     policy: Literal["edf", "random"] = Field(
         default="edf", description="edf: Envoy weighted round robin (EDF); random: weighted random."
     )
+    overflow: Literal["host", "retry", "queue", "reject"] = Field(
+        default="host",
+        description="host: wait in the picked host's pending queue (Envoy per-host max_connections); "
+        "retry: up to `attempts` picks, then 503 + Retry-After and the client retries after retry_after_s; "
+        "queue: up to `attempts` picks, then FIFO at the router until a slot frees; "
+        "reject: counted as rejected.",
+    )
     attempts: int = Field(
-        default=3,
+        default=1,
         ge=0,
         le=100,
-        description="Picks per request before overflow (a full host uses one); 0 = any free host.",
-    )
-    overflow: Literal["queue", "retry", "reject"] = Field(
-        default="retry",
-        description="queue: FIFO at the router until a slot frees; retry: client retries after "
-        "retry_after_s (503 + Retry-After); reject: counted as rejected.",
+        description="retry/queue/reject: picks per request before overflow (a full host uses one); "
+        "0 = any free host. host: always one pick.",
     )
     retry_after_s: float = Field(default=1.0, gt=0)
-    retry_limit: int = Field(default=30, ge=0, description="retry: give up after this many 503s.")
+    retry_limit: int = Field(default=30, ge=0, description="Give up after this many 503s (counted rejected).")
     retry_failed_once: bool = Field(
         default=True, description="A failure before the first byte is retried once."
     )
