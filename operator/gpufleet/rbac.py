@@ -41,6 +41,9 @@ class Rule:
     #: In ``namespace`` mode, also needed in the operator's own namespace (events about
     #: cluster-scoped objects are posted there).
     operator_namespace: bool = False
+    #: Which controller makes these calls (``core``: reconciler and rollouts; ``epochs``: the
+    #: epoch controller, #19), so a test running one controller can check its rules both ways.
+    controller: str = "core"
 
 
 RULES: tuple[Rule, ...] = (
@@ -78,6 +81,21 @@ RULES: tuple[Rule, ...] = (
     # --- nodes ---------------------------------------------------------------------------------
     Rule("", "nodes", ("list", "watch"), False,
          "kopf index/on.event on nodes: GFD labels and nvidia.com/gpu capacity"),
+    # --- epochs, rewards, points (#19, controllers/epoch/controller.py) -----------------------
+    Rule("gpufleet.io", "epochs", ("get", "list", "create"), False,
+         "EpochController: list closed epochs at start, get/create epoch-NNNNN exactly once",
+         controller="epochs"),
+    Rule("gpufleet.io", "pointsawards", ("list",), True,
+         "EpochController.refresh_points: bonus awards per pool", controller="epochs"),
+    Rule("gpufleet.io", "pointsawards/status", ("patch",), True,
+         "EpochController: PointsAward status (applied, poolTotalAfter, Applied condition)",
+         controller="epochs"),
+    Rule("gpufleet.io", "penalties", ("list",), True,
+         "EpochController.close_epoch: time under penalty cuts reward eligibility", controller="epochs"),
+    Rule("", "configmaps", ("get", "create", "patch"), True,
+         "EpochController: read ledger ConfigMaps of ledger-sourced pools; get/create/patch its "
+         "counting state (epoch_state_configmap) in the operator namespace",
+         operator_namespace=True, controller="epochs"),
 )  # fmt: skip
 
 

@@ -39,6 +39,10 @@ def build_operator(
     """The operator ``gpufleet run`` starts (``rollouts=False``: ``--core-only``, no rollout records)."""
     reconciler = Reconciler(settings, rollouts=rollouts)
     registry = make_registry(reconciler, kubeconfig=kubeconfig)
+    if settings.epochs_enabled:  # #19: an independent task, started and stopped with the operator
+        from gpufleet.controllers.epoch.controller import register_epoch_controller
+
+        register_epoch_controller(registry, settings, reconciler)
     return Operator(settings=settings, registry=registry, reconciler=reconciler, rollouts=reconciler.rollouts)
 
 

@@ -20,6 +20,7 @@ import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from gpufleet import rbac
 from gpufleet.api.crdgen import build_crd
 from gpufleet.api.quantity import parse_int_amount
 from gpufleet.api.v1alpha1.penalty import Penalty
@@ -449,3 +450,74 @@ async def test_ledger_sourced_pool_follows_delegation_unstake_and_slash(h: Harne
     assert (s["selfStake"], s["delegatedStake"], s["halted"]) == ("20000", "120000", True)
     assert s["meetsMinimumSelfStake"] is True  # 20k of 140k = 14%
     assert len(h.events("LedgerStakeChanged")) == 4
+
+
+async def test_rbac_rules_of_the_epoch_controller_both_ways(h: Harness) -> None:
+    """Every request the controller makes is permitted, and every rule it owns is used."""
+    h.cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "ledger", "namespace": NS},
+            "data": {"scenario.yaml": LEDGER},
+        }
+    )
+    h.cluster.apply(
+        {
+            "apiVersion": G,
+            "kind": "OperatorPool",
+            "metadata": {"name": "carol", "namespace": NS},
+            "spec": {"stakeSource": {"ledger": {"configMapRef": {"name": "ledger"}, "poolId": "carol-pool"}}},
+        }
+    )
+    h.cluster.apply(
+        {
+            "apiVersion": G,
+            "kind": "PointsAward",
+            "metadata": {"name": "guide", "namespace": NS},
+            "spec": {"pool": {"name": "carol"}, "points": "5", "reason": "docs"},
+        }
+    )
+    h.router.serve("carol", 0)
+    await h.at(GENESIS + 1)
+    h.router.serve("carol", 9)
+    await h.at(GENESIS + 30)
+    report = await h.at(GENESIS + 70)
+    assert report.closed == [1]
+    used = {(verb, res) for (verb, res) in h.cluster.requests.counts if not res.startswith("/")}
+    assert rbac.unpermitted(used) == []
+    mine = {(v, r.resource) for r in rbac.RULES if r.controller == "epochs" for v in r.verbs}
+    assert mine - used == set(), "permitted but never used by the epoch controller"
+
+
+async def test_the_operator_runs_the_epoch_controller(
+    cluster: DevCluster, router: FakeRouter, stats_url: str
+) -> None:
+    """``gpufleet run``'s registry starts the controller: on a real clock an epoch closes."""
+    import time
+
+    from gpufleet.controllers.operator import running_operator
+
+    now = int(time.time())
+    router.now[0] = now
+    router.since = now - 10
+    router.serve("a", 5)
+    cluster.apply(pool("a", "100000"))
+    s = settings(stats_url).model_copy(
+        update={
+            "epoch_genesis": now - 57,
+            "epoch_close_grace_seconds": 0,
+            "epoch_scrape_seconds": 0.2,
+            "liveness_endpoint": None,
+            "pool_settle_seconds": 0.05,
+        }
+    )
+
+    def closed() -> bool:
+        return cluster.get(G, "Epoch", "epoch-00001") is not None
+
+    async with running_operator(s, kubeconfig=str(cluster.kubeconfig_path)):
+        await cluster.wait_for(closed, within=30)
+    epoch = cluster.get(G, "Epoch", "epoch-00001")
+    assert epoch is not None
+    assert sum(base(x["reward"]) for x in epoch["spec"]["pools"]) == expected_reward_emissions(1)

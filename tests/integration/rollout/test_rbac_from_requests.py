@@ -76,5 +76,10 @@ async def test_requests_and_rules_match_both_ways(indexes: str) -> None:
             await op.kill()
         used = resource_requests(cluster)
         assert rbac.unpermitted(used) == [], "the chart's RBAC would refuse these requests"
-        granted = {(v, r.resource) for r in rbac.RULES if r.only_in in (None, "cluster") for v in r.verbs}
+        granted = {
+            (v, r.resource)
+            for r in rbac.RULES
+            if r.only_in in (None, "cluster") and r.controller == "core"  # others have their own test
+            for v in r.verbs
+        }
         assert granted - used == set(), "permitted but never used: remove them from gpufleet.rbac.RULES"

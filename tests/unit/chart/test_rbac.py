@@ -67,9 +67,10 @@ def test_namespace_scope_keeps_only_cluster_scoped_resources_cluster_wide() -> N
     assert _grants([watched]) == {
         k: v for k, v in _listed(mode="namespace").items() if k in namespaced_resources
     }
-    # Events about EngineReleases land in the operator's own namespace, nothing else does.
+    # Events about EngineReleases and Epochs land in the operator's own namespace, and the epoch
+    # controller keeps its counting state in a ConfigMap there (#19); nothing else does.
     own = roles[(NAMESPACE, "gf-gpufleet-self")]
-    assert _grants([own]) == {("", "events"): {"create"}}
+    assert _grants([own]) == {("", "events"): {"create"}, ("", "configmaps"): {"get", "create", "patch"}}
     bindings = {(b["metadata"]["namespace"], b["roleRef"]["name"]) for b in by_kind(objs, "RoleBinding")}
     assert bindings == set(roles)
     # All grants together equal the list for this mode: nothing extra, nothing missing.

@@ -291,7 +291,7 @@ class EpochController:
     # --- 3. points --------------------------------------------------------------------------------
     async def refresh_points(self, pools: list[dict[str, Any]], now: int, report: StepReport) -> None:
         assert self.state is not None
-        awards_bodies = await self._list("pointsawards")
+        awards_bodies = await self._list("pointsawards", missing_ok=True)
         awards = {
             b_key: a for b_key, a in ((plan.pool_key(b), plan.read_award(b)) for b in awards_bodies) if a
         }
@@ -301,6 +301,8 @@ class EpochController:
             mine = [a for a in awards.values() if a.pool == key]
             points = plan.plan_points(self.state.lifetime_tokens.get(key, {}), mine, self.model_params)
             self.metrics.record_points(key, points.compute, points.bonus)
+            if not points.tokens and not mine and "points" not in (body.get("status") or {}):
+                continue  # nothing served, nothing awarded: no write (an idle fleet stays quiet)
             patch = plan.pool_status_patch(body.get("status") or {}, points=plan.points_status(points, now))
             if patch is not None:
                 await self._patch_pool(body, patch, report)
@@ -529,3 +531,37 @@ async def start_epoch_controller(settings: OperatorSettings, client: KubeClient)
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
+
+
+def register_epoch_controller(registry: Any, settings: OperatorSettings, reconciler: Any) -> None:
+    """Start the controller with the operator and stop it with it (kopf startup/cleanup handlers).
+
+    Registered after the core's handlers, so its startup runs after the reconciler has its API
+    client, which the controller shares.
+    """
+    import kopf
+
+    holder: dict[str, Any] = {}
+
+    @kopf.on.startup(registry=registry)
+    async def start_epochs(**_: Any) -> None:
+        client = reconciler.client
+        if client is None:
+            logger.warning("epoch controller not started: the reconciler has no API client")
+            return
+        stop = asyncio.Event()
+        controller = EpochController(settings, client)
+        holder.update(stop=stop, task=asyncio.create_task(controller.run(stop), name="gpufleet-epochs"))
+        logger.info(
+            "epoch controller started: %d s epochs from %s, routers %s",
+            settings.epoch_length_seconds,
+            plan.rfc3339(settings.epoch_genesis),
+            controller.urls or "none (no counting)",
+        )
+
+    @kopf.on.cleanup(registry=registry)
+    async def stop_epochs(**_: Any) -> None:
+        if "stop" in holder:
+            holder["stop"].set()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(holder["task"], 10)
