@@ -348,6 +348,58 @@ class OperatorMetrics:
             ("release", "version", "channel"),
             registry=r,
         )
+        # --- reputation, penalties, k (#17; gpufleet.controllers.reputation) -------------------
+        self.pool_reputation_weight = Gauge(
+            "gpufleet_pool_reputation_weight",
+            "Reputation weight routing uses for the pool (override or measured), 0..1.",
+            ("namespace", "pool"),
+            registry=r,
+        )
+        self.pool_completion_ratio = Gauge(
+            "gpufleet_pool_completion_ratio",
+            "Completed / (completed + attributable failures) over the pool's rolling window.",
+            ("namespace", "pool"),
+            registry=r,
+        )
+        self.pool_completion_tier = Gauge(
+            "gpufleet_pool_completion_tier",
+            "Completion tier of the pool (1 is best).",
+            ("namespace", "pool"),
+            registry=r,
+        )
+        self.penalties = Gauge(
+            "gpufleet_penalties",
+            "Penalty objects by pool, offense and enforcement (Enforced, Capped, Pending, Expired).",
+            ("namespace", "pool", "offense", "enforcement"),
+            registry=r,
+        )
+        self.penalties_created = Counter(
+            "gpufleet_penalties_created_total", "Penalties the operator created, by offense.", ("offense",),
+            registry=r,
+        )
+        self.penalised_devices = Gauge(
+            "gpufleet_penalised_devices",
+            "Devices automatic penalties keep out of routing now (the safety cap counts these).",
+            registry=r,
+        )
+        self.penalty_cap_devices = Gauge(
+            "gpufleet_penalty_cap_devices", "Most devices automatic penalties may take out of routing.",
+            registry=r,
+        )
+        self.penalty_cap_reached = Gauge(
+            "gpufleet_penalty_cap_reached",
+            "1 while penalties are recorded but not enforced because of the safety cap (alert on it).",
+            registry=r,
+        )
+        self.routing_k = Gauge("gpufleet_routing_k", "k in RoutingPolicy.status (1/INT).", registry=r)
+        self.routing_utilisation = Gauge(
+            "gpufleet_routing_utilisation_ratio",
+            "Utilisation the k controller measured (in-flight over capacity), by kind (measured, smoothed).",
+            ("kind",),
+            registry=r,
+        )
+        self._penalty_series: set[tuple[str, ...]] = set()
+        self._reputation_series: set[tuple[str, str]] = set()
         # Label sets written per object, so the next record (or forget) can remove stale ones.
         self._inode_series: dict[tuple[str, str], list[tuple[Gauge, tuple[str, ...]]]] = {}
         self._pool_series: dict[tuple[str, str], list[tuple[Gauge, tuple[str, ...]]]] = {}
@@ -461,6 +513,43 @@ class OperatorMetrics:
 
     def forget_pool(self, namespace: str, name: str) -> None:
         self._replace(self._pool_series, (namespace, name), [])
+
+    def record_reputation(
+        self,
+        pools: Mapping[tuple[str, str], tuple[float, float | None, int]],
+        penalties: Mapping[tuple[str, str, str, str], int],
+        penalised_devices: int,
+        cap_devices: int,
+    ) -> None:
+        """Replace the reputation series: per pool (weight, completion ratio, tier); penalty counts."""
+        with self._lock:
+            for key in self._reputation_series - set(pools):
+                for g in (self.pool_reputation_weight, self.pool_completion_ratio, self.pool_completion_tier):
+                    with suppress(KeyError):
+                        g.remove(*key)
+            for key, (weight, ratio, tier) in pools.items():
+                self.pool_reputation_weight.labels(*key).set(weight)
+                self.pool_completion_tier.labels(*key).set(tier)
+                if ratio is None:
+                    with suppress(KeyError):
+                        self.pool_completion_ratio.remove(*key)
+                else:
+                    self.pool_completion_ratio.labels(*key).set(ratio)
+            self._reputation_series = set(pools)
+            for labels in self._penalty_series - set(penalties):
+                with suppress(KeyError):
+                    self.penalties.remove(*labels)
+            for labels, n in penalties.items():
+                self.penalties.labels(*labels).set(n)
+            self._penalty_series = set(penalties)
+            self.penalised_devices.set(penalised_devices)
+            self.penalty_cap_devices.set(cap_devices)
+
+    def record_k(self, k: float, measured: float | None, smoothed: float | None) -> None:
+        self.routing_k.set(k)
+        for kind, value in (("measured", measured), ("smoothed", smoothed)):
+            if value is not None:
+                self.routing_utilisation.labels(kind).set(value)
 
     @contextmanager
     def time_reconcile(self, controller: str) -> Iterator[None]:

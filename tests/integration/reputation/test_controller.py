@@ -426,3 +426,21 @@ async def test_k_falls_under_load_and_the_router_reads_it(in_flight: int) -> Non
     assert ks == sorted(ks, reverse=True)
     assert k_from_policy(policy | {"status": status}, RouterSettings().priority_k) == 0
     assert any(e[2] == "KChanged" for e in api.events)
+
+
+async def test_an_idle_fleet_costs_no_writes_and_metrics_follow() -> None:
+    from gpufleet.metrics import METRICS
+
+    api, router, clock = FakeApi(), FakeRouter(), Clock(T0)
+    add_pool(api, "quiet")
+    ctl = make(api, router, clock)
+    await ctl.step()
+    clock.now += timedelta(minutes=2)
+    await ctl.step()
+    writes = api.writes
+    for _ in range(3):
+        clock.now += timedelta(minutes=2)
+        await ctl.step()
+    assert api.writes == writes  # converged: nothing changed, nothing written
+    assert METRICS.pool_reputation_weight.labels(NS, "quiet")._value.get() == 1.0
+    assert METRICS.penalty_cap_reached._value.get() == 0

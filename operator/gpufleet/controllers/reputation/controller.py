@@ -34,6 +34,7 @@ from urllib.parse import quote
 from gpufleet.api.v1alpha1.penalty import OFFENSE_KEY_LABEL
 from gpufleet.controllers.reputation import planner
 from gpufleet.hardware.catalog import Catalog, load_catalog
+from gpufleet.metrics import METRICS
 from gpufleet.reputation.ladder import Enforcement, PenaltyRecord
 from gpufleet.reputation.score import PoolReputation, pool_reputation
 from gpufleet.reputation.throughput import BenchmarkTable, load_benchmarks
@@ -126,6 +127,7 @@ class PoolMemory:
     last_write: float | None = None
     last_status: dict[str, Any] | None = None
     loaded: bool = False
+    persisted: dict[str, str] | None = None
 
 
 @dataclass
@@ -208,6 +210,9 @@ class ReputationController:
                 {"pool": name, "judgedHour": mem.judged_hour, "liftedKeys": sorted(mem.lifted_keys)[-500:]}
             ),
         }
+        if data == mem.persisted:
+            return  # nothing new: no write
+        mem.persisted = data
         path = f"/api/v1/namespaces/{quote(ns)}/configmaps"
         if mem.loaded:
             await self.api.patch(f"{path}/{quote(cm_name)}", {"data": data})
@@ -392,7 +397,31 @@ class ReputationController:
             mem.last_write = tick
             mem.last_status = status
             await self._persist(pool, mem)
+        self._record_metrics(result, records, plan)
         return result
+
+    def _record_metrics(self, result: PassResult, records: Sequence[PenaltyRecord], plan: Any) -> None:
+        pools = {
+            key: (
+                float(rep.effective_weight),
+                None if rep.completion.rate is None else float(rep.completion.rate),
+                rep.completion.tier,
+            )
+            for key, rep in result.reputations.items()
+        }
+        counts: dict[tuple[str, str, str, str], int] = {}
+        for rec in records:
+            labels = (
+                rec.namespace,
+                rec.pool,
+                str(rec.offense),
+                str(plan.status.get(rec.name, Enforcement.EXPIRED)),
+            )
+            counts[labels] = counts.get(labels, 0) + 1
+        METRICS.record_reputation(pools, counts, plan.automatic_devices_out, plan.cap_devices)
+        METRICS.penalty_cap_reached.set(1 if plan.capped_pools else 0)
+        for created in result.created:
+            METRICS.penalties_created.labels(str((created.get("spec") or {}).get("offense"))).inc()
 
     async def _note_lifted(
         self, penalties: Sequence[Body], pools: Mapping[PoolKey, Body], now: datetime

@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 from gpufleet.controllers.reputation.controller import GROUP_PATH, Api
 from gpufleet.controllers.routingpolicy import planner
+from gpufleet.metrics import METRICS
 from gpufleet.reputation.kcontrol import KStep
 from gpufleet.router.stats import RouterStats
 
@@ -75,6 +76,11 @@ class RoutingPolicyController:
         )
         self.previous = current
         self.last_step = step
+        METRICS.record_k(
+            float(step.state.k),
+            None if step.utilisation is None else float(step.utilisation),
+            None if step.state.ema is None else float(step.state.ema),
+        )
         old = body.get("status")
         if not planner.statuses_differ(old, status):
             return None
