@@ -9,6 +9,7 @@ objects in the API server.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -273,6 +274,14 @@ async def test_two_epochs_close_with_rewards_summing_to_the_emission(h: Harness)
     assert h.pool_status("c")["lastEpochReward"]["epoch"] == 2
     assert len(h.events("EpochClosed")) == 2
     assert len(h.events("EpochReward")) == 6
+    # The CLI reads the same objects from the cluster and verifies them (in a thread: it runs its
+    # own event loop).
+    from gpufleet.cli import main
+
+    kubeconfig = str(h.cluster.kubeconfig_path)
+    assert await asyncio.to_thread(main, ["economics", "verify", "--kubeconfig", kubeconfig]) == 0
+    args = ["economics", "proof", "--epoch", "2", "--pool", f"{NS}/c", "--kubeconfig", kubeconfig]
+    assert await asyncio.to_thread(main, args) == 0
     # Closing is idempotent: later steps create nothing more.
     report = await h.at(GENESIS + 126)
     assert report.closed == []
