@@ -39,7 +39,72 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="emulator (default: in-process, instant) or real (kube-apiserver, etcd, controller-manager, "
         "scheduler and kwok built from source with Go on first use; see docs/testing.md)",
     )
+    parser.add_argument(
+        "--detach",
+        action="store_true",
+        help="start the emulator in the background, return once it serves (its pid goes to "
+        "KUBECONFIG_OUT.pid; stop it with kill)",
+    )
     parser.set_defaults(func=handle)
+
+
+def detach(args: argparse.Namespace, timeout: float = 60.0) -> int:
+    """Start ``python -m gpufleet_devcluster`` in its own session and wait until it serves.
+
+    So that a shell script (the README's cluster steps) can go on with kubectl at once, without
+    racing the kubeconfig being written.
+    """
+    import subprocess
+    import time
+    import urllib.request
+
+    out: Path = args.kubeconfig_out
+    out.unlink(missing_ok=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "gpufleet_devcluster",
+        "--kubeconfig-out",
+        str(out),
+        "--port",
+        str(args.port),
+    ]
+    if args.crds is not None:
+        cmd += ["--crds", str(args.crds)]
+    for node in args.nodes or ():
+        cmd += ["--node", node]
+    log = out.with_name(out.name + ".log")
+    with log.open("w") as log_file:
+        proc = subprocess.Popen(
+            cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            print(
+                f"error: the devcluster exited ({proc.returncode}): {log.read_text().strip()}",
+                file=sys.stderr,
+            )
+            return 2
+        first = log.read_text().splitlines()[:1]
+        if out.exists() and first and first[0].startswith("devcluster serving "):
+            url = first[0].split()[2].rstrip(";")
+            try:
+                with urllib.request.urlopen(f"{url}/readyz", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            print(f"error: the devcluster did not start within {timeout:.0f}s (log: {log})", file=sys.stderr)
+            return 2
+        time.sleep(0.1)
+    pid_file = out.with_name(out.name + ".pid")
+    pid_file.write_text(f"{proc.pid}\n")
+    print(log.read_text().rstrip())
+    print(f"  running in the background: pid {proc.pid} (in {pid_file}), log {log}; stop it: kill {proc.pid}")
+    return 0
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -49,6 +114,8 @@ def handle(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
         return 2
+    if args.detach:
+        return detach(args)
     from gpufleet_devcluster.__main__ import parse_node, run
     from gpufleet_devcluster.cluster import DEFAULT_CRD_DIR
 
