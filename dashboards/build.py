@@ -437,6 +437,55 @@ def routing_weights() -> Json:
                 ),
             ],
         ),
+        Row(
+            "Reputation and penalties",
+            [
+                Panel(
+                    "Reputation weight per pool",
+                    "timeseries",
+                    [(f"gpufleet_pool_reputation_weight{d}", "{{pool}}")],
+                    w=8,
+                    max=1,
+                    description="Completion multiplier x mean throughput score (or spec.reputationWeight); see docs/reputation.md.",
+                ),
+                Panel(
+                    "Completion rate (3-day window)",
+                    "timeseries",
+                    [(f"gpufleet_pool_completion_ratio{d}", "{{pool}}")],
+                    w=8,
+                    unit="percentunit",
+                    thresholds=[(None, "red"), (0.96, "orange"), (0.995, "green")],
+                ),
+                Panel(
+                    "Completion tier",
+                    "bargauge",
+                    [(f"gpufleet_pool_completion_tier{d}", "{{pool}}")],
+                    w=8,
+                    options=BAR,
+                    thresholds=[(None, "green"), (2, "orange"), (4, "red")],
+                ),
+                Panel(
+                    "Penalties by enforcement",
+                    "timeseries",
+                    [(f'sum by (pool, offense, enforcement) (gpufleet_penalties{{{SCOPE}, enforcement=~"Enforced|Capped"}})', "{{pool}} {{offense}} {{enforcement}}")],
+                    w=12,
+                    description="Enforced: no traffic, no rewards. Capped: recorded but the safety cap keeps the pool routing.",
+                ),
+                Panel(
+                    "Devices out by automatic penalties / cap",
+                    "timeseries",
+                    [("gpufleet_penalised_devices", "out"), ("gpufleet_penalty_cap_devices", "cap"), ("gpufleet_penalty_cap_reached", "cap reached")],
+                    w=6,
+                ),
+                Panel(
+                    "k and utilisation",
+                    "timeseries",
+                    [("gpufleet_routing_k", "k"), ('gpufleet_routing_utilisation_ratio{kind="smoothed"}', "utilisation (EMA)")],
+                    w=6,
+                    description="The k controller: k rises slowly below the target utilisation and falls fast above it.",
+                ),
+            ],
+        ),
     ]
     return dashboard(
         "gpufleet-routing-weights",
