@@ -341,11 +341,55 @@ def fleet_overview() -> Json:
                 Panel("Operator version", "table", [("gpufleet_build_info", "")], w=12, instant=True),
             ],
         ),
+        Row(
+            # #19: the epoch controller's series (gpufleet.controllers.epoch.metrics)
+            "Epoch rewards and points",
+            [
+                Panel(
+                    "Reward per pool per epoch",
+                    "table",
+                    [(f"max by (namespace, pool, epoch) (max_over_time(gpufleet_pool_epoch_reward_int{d}[$__range]))", "")],
+                    w=12,
+                    instant=True,
+                    description="INT each pool earned in each epoch closed in the time range (one row per pool and epoch).",
+                ),
+                Panel(
+                    "Reward per epoch",
+                    "timeseries",
+                    [(f"sum by (pool, epoch) (gpufleet_pool_epoch_reward_int{d})", "{{pool}} epoch {{epoch}}")],
+                    w=12,
+                    description="The newest closed epoch's reward of each pool; steps at each close.",
+                ),
+                Panel(
+                    "Points per pool",
+                    "timeseries",
+                    [(f'sum by (pool) (gpufleet_pool_points{{{SCOPE}, kind="total"}})', "{{pool}}")],
+                    w=8,
+                    description="Off-chain $INT points: compute (1 per 1,000 tokens per billion parameters) plus bonus awards.",
+                ),
+                Panel(
+                    "Points earned per epoch length",
+                    "timeseries",
+                    [(f'sum by (pool) (increase(gpufleet_pool_points{{{SCOPE}, kind="compute"}}[1d]))', "{{pool}}")],
+                    w=8,
+                    description="Compute points gained over the last day (a default-length epoch).",
+                ),
+                Panel(
+                    "Jobs in the open epoch",
+                    "bargauge",
+                    [(f"sum by (pool) (gpufleet_pool_epoch_completed_jobs{d})", "{{pool}}")],
+                    w=8,
+                    instant=True,
+                    options=BAR,
+                    description="Completed jobs counted so far for the epoch now open.",
+                ),
+            ],
+        ),
     ]
     return dashboard(
         "gpufleet-fleet-overview",
         "gpufleet / Fleet overview",
-        "Devices, GPU and engine mix, blocked devices and versions across the fleet.",
+        "Devices, GPU and engine mix, blocked devices and versions across the fleet; epoch rewards and points.",
         [NS_VAR, POOL_VAR],
         rows,
     )

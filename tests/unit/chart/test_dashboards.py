@@ -48,8 +48,20 @@ def agent_names() -> frozenset[str]:
     return family_sample_names(agent.registry.collect())
 
 
+@cache
+def epoch_names() -> frozenset[str]:
+    """The epoch controller's series (#19), registered in the operator's registry when it runs."""
+    from prometheus_client import CollectorRegistry
+
+    from gpufleet.controllers.epoch.metrics import EpochMetrics
+
+    registry = CollectorRegistry()
+    EpochMetrics(registry)
+    return family_sample_names(registry.collect())
+
+
 def exported_names() -> frozenset[str]:
-    return operator_names() | agent_names()
+    return operator_names() | agent_names() | epoch_names()
 
 
 def load(path: Path) -> dict[str, Any]:
