@@ -96,12 +96,41 @@ RULES: tuple[Rule, ...] = (
          "EpochController: read ledger ConfigMaps of ledger-sourced pools; get/create/patch its "
          "counting state (epoch_state_configmap) in the operator namespace",
          operator_namespace=True, controller="epochs"),
+    # --- reputation, penalties, k (#17, controllers/reputation, controllers/routingpolicy) ------
+    Rule("gpufleet.io", "inferencenodes", ("list",), True,
+         "ReputationController.step / RoutingPolicyController.step: devices, validation, versions",
+         controller="reputation"),
+    Rule("gpufleet.io", "operatorpools", ("list", "patch"), True,
+         "ReputationController: list pools; patch the router's annotation "
+         "gpufleet.io/routing-penalised-until",
+         controller="reputation"),
+    Rule("gpufleet.io", "operatorpools/status", ("patch",), True,
+         "ReputationController: status.reputation and the ReputationOverride/Penalised conditions",
+         controller="reputation"),
+    Rule("gpufleet.io", "enginereleases", ("list",), False,
+         "ReputationController: halted / rolled-back releases excuse their failures",
+         controller="reputation"),
+    Rule("gpufleet.io", "penalties", ("list", "create"), True,
+         "ReputationController: the ladder's history; new offenses", controller="reputation"),
+    Rule("gpufleet.io", "penalties/status", ("patch",), True,
+         "ReputationController: level, until, enforcement (safety cap), Active condition",
+         controller="reputation"),
+    Rule("gpufleet.io", "routingpolicies", ("list", "create"), False,
+         "RoutingPolicyController: read the policy, create the default one", controller="reputation"),
+    Rule("gpufleet.io", "routingpolicies/status", ("patch",), False,
+         "RoutingPolicyController: k, utilisation, lastChange, reason", controller="reputation"),
+    Rule("", "configmaps", ("list", "create", "patch"), True,
+         "ReputationController: the window per pool (ConfigMap gpufleet-reputation-<pool>)",
+         controller="reputation"),
+    Rule("", "events", ("create",), True,
+         "ReputationController/RoutingPolicyController: Penalty*, ReputationTierChanged, KChanged",
+         operator_namespace=True, controller="reputation"),
 )  # fmt: skip
 
 
 def validate_rules(rules: Iterable[Rule]) -> None:
     """Refuse wildcards, unknown verbs and duplicated resources: least privilege must stay visible."""
-    seen: set[tuple[str, str]] = set()
+    seen: set[tuple[str, str, str]] = set()  # per controller: each controller's needs stay visible
     for r in rules:
         where = f"{r.api_group or 'core'}/{r.resource}"
         if "*" in r.api_group or "*" in r.resource or "*" in r.verbs:
@@ -113,9 +142,9 @@ def validate_rules(rules: Iterable[Rule]) -> None:
             raise ValueError(f"RBAC rule {where}: no verbs")
         if len(set(r.verbs)) != len(r.verbs):
             raise ValueError(f"RBAC rule {where}: duplicated verbs {list(r.verbs)}")
-        if (r.api_group, r.resource) in seen:
+        if (r.api_group, r.resource, r.controller) in seen:
             raise ValueError(f"RBAC rule {where}: listed twice; merge the verbs into one rule")
-        seen.add((r.api_group, r.resource))
+        seen.add((r.api_group, r.resource, r.controller))
         if not r.needed_by.strip():
             raise ValueError(f"RBAC rule {where}: say which code needs it")
 

@@ -119,6 +119,10 @@ class OperatorSettings(BaseSettings):
     )
 
     # --- reputation, penalties, k controller (#17; docs/reputation.md) --------------------
+    reputation_enabled: bool = Field(
+        default=False,
+        description="Run the reputation and k controllers (penalties, status.reputation, RoutingPolicy).",
+    )
     reputation_router_urls: str | None = Field(
         default=None,
         description="Comma-separated base URLs of router replicas (GET {url}/v1/stats); unset disables "

@@ -43,6 +43,10 @@ def build_operator(
         from gpufleet.controllers.epoch.controller import register_epoch_controller
 
         register_epoch_controller(registry, settings, reconciler)
+    if settings.reputation_enabled:  # #17: reputation + k controllers, independent tasks like the epochs'
+        from gpufleet.controllers.reputation.wiring import register_reputation_controllers
+
+        register_reputation_controllers(registry, settings, reconciler)
     return Operator(settings=settings, registry=registry, reconciler=reconciler, rollouts=reconciler.rollouts)
 
 

@@ -25,7 +25,12 @@ def _grants(roles: list[Obj]) -> dict[tuple[str, str], set[str]]:
 
 
 def _listed(rules: tuple[Rule, ...] = RULES, *, mode: str) -> dict[tuple[str, str], set[str]]:
-    return {(r.api_group, r.resource): set(r.verbs) for r in rules if r.only_in in (None, mode)}
+    """(apiGroup, resource) -> verbs; several controllers may list one resource: their verbs add up."""
+    out: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for r in rules:
+        if r.only_in in (None, mode):
+            out[(r.api_group, r.resource)].update(r.verbs)
+    return dict(out)
 
 
 def test_chart_rbac_file_is_generated_from_the_list() -> None:
