@@ -530,6 +530,71 @@ def routing_weights() -> Json:
                 ),
             ],
         ),
+        Row(
+            "Router: intended vs observed share (gpufleet router, #16)",
+            [
+                Panel(
+                    "Intended vs observed share per device",
+                    "timeseries",
+                    [
+                        (f"gpufleet_router_intended_share{d}", "intended {{pool}} {{inferencenode}}/{{device}} {{model}}"),
+                        (f"gpufleet_router_observed_share{d}", "observed {{pool}} {{inferencenode}}/{{device}} {{model}}"),
+                    ],
+                    w=12,
+                    unit="percentunit",
+                    max=1,
+                    description="Intended: priority / sum of priorities in the model group (the weights Envoy has). Observed: share of the group's attempts since its weights last changed.",
+                ),
+                Panel(
+                    "Observed minus intended share",
+                    "timeseries",
+                    [(f"gpufleet_router_observed_share{d} - on (namespace, pool, inferencenode, device, model) gpufleet_router_intended_share{d}", "{{pool}} {{inferencenode}}/{{device}} {{model}}")],
+                    w=12,
+                    unit="percentunit",
+                    description="Near 0 when the router delivers the stake-weighted shares; a device at its concurrency cap or ejected shows below 0.",
+                ),
+                Panel(
+                    "Requests per device",
+                    "timeseries",
+                    [(f"sum by (pool, inferencenode, device, model) (rate(gpufleet_router_requests_total{d}[$__rate_interval]))", "{{pool}} {{inferencenode}}/{{device}} {{model}}")],
+                    w=8,
+                    unit="reqps",
+                ),
+                Panel(
+                    "Failures by cause",
+                    "timeseries",
+                    [(f"sum by (cause) (rate(gpufleet_router_failures_total{d}[$__rate_interval]))", "{{cause}}")],
+                    w=8,
+                    unit="reqps",
+                    description="Per failed attempt: connect, reset, http_5xx, timeout, client_cancel. A retried request shows one failure here and one completion on the next device.",
+                ),
+                Panel(
+                    "Router's own answers",
+                    "timeseries",
+                    [("sum by (code) (rate(gpufleet_router_rejections_total[$__rate_interval]))", "{{code}}")],
+                    w=8,
+                    unit="reqps",
+                    description="503: no eligible engine for the model (Retry-After); 4xx: unknown model, malformed JSON, body too large.",
+                ),
+                Panel(
+                    "Time to first byte p99 per device",
+                    "timeseries",
+                    [(f"histogram_quantile(0.99, sum by (le, pool, inferencenode, device) (rate(gpufleet_router_ttfb_seconds_bucket{d}[$__rate_interval])))", "{{pool}} {{inferencenode}}/{{device}}")],
+                    w=12,
+                    unit="s",
+                ),
+                Panel(
+                    "k in use and reprogramming latency p99",
+                    "timeseries",
+                    [
+                        ("gpufleet_router_k", "k"),
+                        ("histogram_quantile(0.99, sum by (le) (rate(gpufleet_router_reprogramming_seconds_bucket[$__rate_interval])))", "reprogramming p99 (s)"),
+                    ],
+                    w=12,
+                    description="k the router computes priorities with; time from an observed change to the new endpoint file being in place.",
+                ),
+            ],
+        ),
     ]
     return dashboard(
         "gpufleet-routing-weights",

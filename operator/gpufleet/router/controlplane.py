@@ -600,6 +600,22 @@ class ControlPlane:
         return runner
 
 
+def sample_registry() -> CollectorRegistry:
+    """A registry with every gpufleet_router_* family populated (for dashboard and doc checks)."""
+    from gpufleet.router.accesslog import LogLine
+
+    plane = ControlPlane(RouterSettings(state_dir="/nonexistent", metrics_port=0))
+    e = Endpoint(namespace="ns", pool="p", inference_node="n", device=0, pod="n-gpu-0", models=("m",),
+                 ip="10.0.0.1", port=8000, effective_stake_base=0)
+    plane.plan, plane.groups = plan_routing([e], plane.k)
+    plane._remember_addresses([e])
+    plane.book.intended = {plane._device_key(e, "m"): 1.0}
+    line = LogLine(kind="U", start=0.0, upstream=e.address, code=200, flags=frozenset(), ttfb_ms=1,
+                   duration_ms=2, attempts=1, model="m", prompt_tokens=0, completion_tokens=0, path="/")
+    plane.book.feed([line, LogLine(**{**line.__dict__, "kind": "D"})], plane.resolve)
+    return plane.registry
+
+
 def watch_paths(namespace: str | None) -> dict[str, tuple[str, str | None]]:
     """API paths of the three read-only watches."""
     ns = f"/namespaces/{quote(namespace)}" if namespace else ""

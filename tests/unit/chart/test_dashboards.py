@@ -60,8 +60,16 @@ def epoch_names() -> frozenset[str]:
     return family_sample_names(registry.collect())
 
 
+@cache
+def router_names() -> frozenset[str]:
+    """The router's gpufleet_router_* series (#16), from its own collector."""
+    from gpufleet.router.controlplane import sample_registry
+
+    return family_sample_names(sample_registry().collect())
+
+
 def exported_names() -> frozenset[str]:
-    return operator_names() | agent_names() | epoch_names()
+    return operator_names() | agent_names() | epoch_names() | router_names()
 
 
 def load(path: Path) -> dict[str, Any]:
