@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from gpufleet.hardware.agent import AgentInfo, Blocked, HardwareDocument, Readiness
 from gpufleet_devcluster.errors import APIError
 from gpufleet_devcluster.kubelet import Kubelet
 from gpufleet_devcluster.resources import JsonObj
@@ -68,13 +69,13 @@ def node_agent_document(pod: JsonObj, profile: str) -> JsonObj:
     try:
         config = load_config(env)
     except ConfigError as exc:
-        return {
-            "report": None,
-            "validation": [],
-            "engine": None,
-            "agent": {"source": f"profile:{profile}"},
-            "blocked": {"reason": "InvalidConfiguration", "message": str(exc)},
-        }
+        return HardwareDocument(
+            report=None,
+            validation=[],
+            engine=None,
+            agent=AgentInfo(source=f"profile:{profile}"),
+            blocked=Blocked(reason="InvalidConfiguration", message=str(exc)),
+        ).to_json()
     document: JsonObj = make_plan(config, env).document
     return document
 
@@ -126,7 +127,7 @@ def agent_answer(path: str, hardware: bytes, *, up: bool, engine: str) -> tuple[
         ready = up and not blocked
         state = "Ready" if ready else ("Blocked" if blocked else "Starting")
         reason = blocked["reason"] if blocked else ("EngineReady" if ready else "EngineNotReady")
-        body = {"ready": ready, "state": state, "reason": reason, "engine": engine}
+        body = Readiness(ready=ready, state=state, reason=reason, engine=engine).to_json()
         return (200 if ready else 503), "application/json", json.dumps(body).encode()
     if path == "/v1/hardware":
         return 200, "application/json", hardware
@@ -219,8 +220,10 @@ class Agents:
                 f"error trying to reach service: dial tcp {ip}:{port}: connect: connection refused",
             )
         status, content_type, body = agent_answer(
-            path, self._hardware(pod) if path in ("/readyz", "/v1/hardware") else b"{}",
-            up=self.kubelet.engine_up(*key), engine=pod_env(pod, "GPUFLEET_ENGINE") or "auto",
+            path,
+            self._hardware(pod) if path in ("/readyz", "/v1/hardware") else b"{}",
+            up=self.kubelet.engine_up(*key),
+            engine=pod_env(pod, "GPUFLEET_ENGINE") or "auto",
         )
         return web.Response(body=body, status=status, content_type=content_type)
 

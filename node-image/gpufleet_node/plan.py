@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gpufleet.hardware.agent import HardwareDocument
 from gpufleet.hardware.report import GPUDevice, HardwareReport
 from gpufleet_node.config import AgentConfig
 from gpufleet_node.engines import EngineName, parse_engine, resolve_interpreter
@@ -78,9 +79,14 @@ def _load_report(profile: str) -> tuple[HardwareReport, dict[str, str]]:
     return HardwareReport.model_validate(data), {}
 
 
+def wire(document: dict[str, Any]) -> dict[str, Any]:
+    """The document as the protocol model serves it (``gpufleet.hardware.agent.HardwareDocument``)."""
+    return HardwareDocument.model_validate(document).to_json()
+
+
 def _blocked(document: dict[str, Any], code: str, message: str) -> Plan:
     document["blocked"] = {"reason": code, "message": message}
-    return Plan(document=document, blocked={"reason": code, "message": message})
+    return Plan(document=wire(document), blocked={"reason": code, "message": message})
 
 
 def make_plan(config: AgentConfig, env: Mapping[str, str]) -> Plan:
@@ -165,5 +171,9 @@ def make_plan(config: AgentConfig, env: Mapping[str, str]) -> Plan:
     command = resolve_interpreter(with_required_flags(decision.command, engine), engine, config.venv_root)
     document["engine"] = decision.model_copy(update={"command": command}).model_dump(mode="json")
     return Plan(
-        document=document, engine=engine, command=command, gfd_labels=gfd_labels, device_uuid=device.uuid
+        document=wire(document),
+        engine=engine,
+        command=command,
+        gfd_labels=gfd_labels,
+        device_uuid=device.uuid,
     )

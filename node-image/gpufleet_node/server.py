@@ -12,6 +12,8 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from gpufleet.hardware.agent import Readiness
+
 ReadinessFn = Callable[[], Mapping[str, Any]]
 
 
@@ -26,8 +28,8 @@ def build_app(
         return web.Response(text="ok\n")
 
     async def readyz(_: web.Request) -> web.Response:
-        status = readiness()
-        return web.json_response(dict(status), status=200 if status.get("ready") else 503)
+        status = Readiness.model_validate(dict(readiness()))  # the protocol model (hardware.agent)
+        return web.json_response(status.to_json(), status=200 if status.ready else 503)
 
     async def hardware(_: web.Request) -> web.Response:
         return web.json_response(dict(hardware_document()))

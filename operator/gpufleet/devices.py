@@ -15,12 +15,39 @@ from typing import Any
 from pydantic import ValidationError
 
 from gpufleet.api.conditions import Reason
+from gpufleet.api.v1alpha1.inferencenode import DeviceStatus
+from gpufleet.hardware.agent import KNOWN_ENGINES, HardwareDocument
 from gpufleet.hardware.catalog import Catalog, GPUModel
 from gpufleet.hardware.report import GPUDevice, HardwareReport
 from gpufleet.hardware.validation import validate_device
 from gpufleet.objects import GFD_COUNT, GFD_MAJOR, GFD_MEMORY, GFD_MINOR, GFD_PRODUCT, InodeView, NodeView
 
 PENDING_REASON = Reason.AWAITING_HARDWARE_REPORT
+
+
+#: Verdict reason for a device whose agent names an engine gpufleet does not run.
+UNKNOWN_ENGINE = "UnknownEngine"
+#: Verdict reason for a device whose agent reports values the status schema cannot hold.
+INVALID_AGENT_REPORT = "InvalidAgentReport"
+
+
+def inadmissible(device: GPUDevice) -> str | None:
+    """Why the reported device cannot be written into ``status.devices[]``, or ``None``."""
+    fields = {
+        "index": device.index,
+        "uuid": device.uuid,
+        "product": device.name,
+        "architecture": device.architecture,
+        "computeCapability": device.compute_capability,
+        "vramMiB": device.memory_total_mib,
+    }
+    try:
+        DeviceStatus.model_validate(fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return f"the agent reported an unusable {where}: {first.get('msg', '')}"[:512]
+    return None
 
 
 class ReportError(ValueError):
@@ -65,6 +92,8 @@ class Observation:
     #: From an earlier pod's report of this device (its pod was replaced and the new one has not
     #: answered yet): it still decides valid/blocked, but opens no readiness gate.
     carried: bool = False
+    #: The reported values fit the InferenceNode status schema (else they are never written).
+    admissible: bool = True
 
 
 @dataclass(frozen=True)
@@ -127,7 +156,7 @@ def plan_devices(inode: InodeView, node: NodeView | None, catalog: Catalog) -> N
 
 
 def parse_agent_report(payload: Any, device_index: int) -> tuple[HardwareReport, GPUDevice, str | None]:
-    """Pick this pod's GPU out of an agent's ``/v1/hardware`` JSON.
+    """Pick this pod's GPU out of an agent's ``/v1/hardware`` JSON (``hardware.agent.HardwareDocument``).
 
     A container that holds one GPU usually sees it as index 0; an agent may also report every
     GPU of the machine, in which case the pod's own index is the one that counts.
@@ -135,9 +164,15 @@ def parse_agent_report(payload: Any, device_index: int) -> tuple[HardwareReport,
     if not isinstance(payload, Mapping) or "report" not in payload:
         raise ReportError("hardware answer is not a JSON object with a 'report' key")
     try:
-        report = HardwareReport.model_validate(payload["report"])
+        document = HardwareDocument.model_validate(payload)
     except ValidationError as exc:
-        raise ReportError(f"hardware report is malformed: {exc.errors()[0].get('msg', exc)}") from exc
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        raise ReportError(f"hardware report is malformed: {where}: {first.get('msg', exc)}") from exc
+    report = document.report
+    if report is None:
+        why = f": {document.blocked.reason}: {document.blocked.message}" if document.blocked else ""
+        raise ReportError(f"the agent could not detect its GPU{why}")
     if not report.devices:
         raise ReportError("hardware report lists no GPU: the agent sees no device")
     if len(report.devices) == 1:
@@ -148,8 +183,7 @@ def parse_agent_report(payload: Any, device_index: int) -> tuple[HardwareReport,
             indexes = [d.index for d in report.devices]
             raise ReportError(f"hardware report has GPUs {indexes} but not this pod's GPU {device_index}")
         device = found
-    engine_part = payload.get("engine")
-    engine = engine_part.get("engine") if isinstance(engine_part, Mapping) else None
+    engine = document.engine.engine if document.engine is not None else None
     return report, device, (str(engine) if engine else None)
 
 
@@ -169,10 +203,32 @@ def observe(
         min_driver_version=min_driver_version,
     )
     model = catalog.by_key(result.model) if result.model else None
+    verdict = Verdict(result.valid, result.reason, result.message)
+    problem = inadmissible(device)
+    if problem is not None:
+        # Values the API would refuse in status.devices[] (#21 F4): never written; the device
+        # is blocked with the reason instead of every status write failing with 422.
+        return Observation(
+            device=device,
+            driver_version=report.driver_version,
+            verdict=Verdict(False, INVALID_AGENT_REPORT, problem),
+            model=None,
+            engine=None,
+            admissible=False,
+        )
+    if engine is not None and engine not in KNOWN_ENGINES:
+        # An engine the API does not know cannot go into the status (the CRD would refuse the
+        # whole write, #21 F4): the device is blocked, and says why.
+        verdict = Verdict(
+            False,
+            UNKNOWN_ENGINE,
+            f"the agent reports engine {engine[:64]!r}; gpufleet runs {sorted(KNOWN_ENGINES)}",
+        )
+        engine = None
     return Observation(
         device=device,
         driver_version=report.driver_version,
-        verdict=Verdict(result.valid, result.reason, result.message),
+        verdict=verdict,
         model=model,
         engine=engine,
     )

@@ -64,6 +64,8 @@ def _device_entry(
     inode: InodeView,
 ) -> dict[str, Any]:
     entry: dict[str, Any] = {"index": index}
+    if observed is not None and not observed.admissible:
+        observed = None  # its values would make the API refuse the whole status (#21 F4)
     if observed is not None:
         dev = observed.device
         entry.update(
