@@ -137,6 +137,7 @@ def observations_from_stats(stats: RouterStats, releases: Mapping[tuple[str, str
     for dev in stats.devices:
         k = dev.key
         failures = {cause: getattr(dev.failures, name) for name, cause in _CAUSES.items()}
+        failures[FailureCause.RETRIED] = dev.retries  # failed here, answered by another device
         decode_s = max(0.0, dev.latency.sum_seconds - dev.ttfb.sum_seconds)
         snap = CounterSnapshot(
             completions=dev.completions,

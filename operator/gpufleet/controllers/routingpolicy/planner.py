@@ -18,7 +18,10 @@ from typing import Any
 from gpufleet.api.quantity import format_ratio
 from gpufleet.api.v1alpha1.routingpolicy import RoutingPolicySpec
 from gpufleet.reputation.kcontrol import KPolicy, KState, KStep, k_step, quantize
+from gpufleet.reputation.routing import k_from_policy
 from gpufleet.router.stats import RouterStats
+
+__all__ = ["k_from_policy"]  # re-exported: the router's k_source seam
 
 Body = Mapping[str, Any]
 
@@ -147,21 +150,6 @@ def plan_status(
     else:
         status["lastChange"] = old["lastChange"]
     return status
-
-
-def k_from_policy(body: Body | None, default: Decimal) -> Decimal:
-    """The k the router and the priorities should use: ``status.k`` of the RoutingPolicy, else ``default``.
-
-    The router plugs this into its ``k_source`` seam (``ControlPlane(k_source=...)``).
-    """
-    raw = ((body or {}).get("status") or {}).get("k")
-    if raw is None:
-        return default
-    try:
-        value = Decimal(str(raw))
-    except ArithmeticError:
-        return default
-    return value if value >= 0 else default
 
 
 def step_policy(
