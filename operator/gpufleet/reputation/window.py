@@ -39,20 +39,11 @@ class FailureCause(StrEnum):
     TIMEOUT = "timeout"
     CLIENT_CANCEL = "client_cancel"
     ROUTER_REJECTED = "router_rejected"
-    #: An attempt on this device failed (connect, reset or 5xx before the first byte) and the router
-    #: retried it on another device: the client got an answer, but this engine failed it.
-    RETRIED = "retried"
 
 
 #: Causes the operator answers for; everything else is not counted against it.
 ATTRIBUTABLE_CAUSES: frozenset[FailureCause] = frozenset(
-    {
-        FailureCause.ENGINE_5XX,
-        FailureCause.CONNECT,
-        FailureCause.RESET,
-        FailureCause.TIMEOUT,
-        FailureCause.RETRIED,
-    }
+    {FailureCause.ENGINE_5XX, FailureCause.CONNECT, FailureCause.RESET, FailureCause.TIMEOUT}
 )
 
 

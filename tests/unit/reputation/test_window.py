@@ -59,13 +59,12 @@ def test_attribution_is_exactly_the_issues_list() -> None:
         FailureCause.CONNECT,
         FailureCause.RESET,
         FailureCause.TIMEOUT,
-        FailureCause.RETRIED,  # one of the above on this device, answered by another one
     }
     assert expected == ATTRIBUTABLE_CAUSES
     assert not is_attributable(FailureCause.CLIENT_CANCEL)
     assert not is_attributable(FailureCause.ROUTER_REJECTED)
     assert all(is_attributable(c) for c in ATTRIBUTABLE_CAUSES)
-    assert len(FailureCause) == 7
+    assert len(FailureCause) == 6
 
 
 def test_delta_without_baseline_is_zero() -> None:

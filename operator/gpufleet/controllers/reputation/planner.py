@@ -130,14 +130,15 @@ def observations_from_stats(stats: RouterStats, releases: Mapping[tuple[str, str
     The baseline key is (router|model, device), so a device serving two models keeps two
     baselines; ``generation`` is the router's ``since`` (its counters' epoch), so a router that
     lost its checkpoint is seen as a reset. Decode time is total latency minus time to first
-    byte, summed (ms).
+    byte, summed (ms). The router counts every failed *attempt* on the device that failed it
+    (a retried one too: ``retries`` is the subset answered elsewhere), which is what the operator
+    answers for, so ``retries`` is not added again.
     """
     out = []
     generation = stats.since.isoformat()
     for dev in stats.devices:
         k = dev.key
         failures = {cause: getattr(dev.failures, name) for name, cause in _CAUSES.items()}
-        failures[FailureCause.RETRIED] = dev.retries  # failed here, answered by another device
         decode_s = max(0.0, dev.latency.sum_seconds - dev.ttfb.sum_seconds)
         snap = CounterSnapshot(
             completions=dev.completions,
