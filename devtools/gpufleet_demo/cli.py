@@ -39,6 +39,11 @@ def register(sub: Any) -> None:
         help="After the scenario, keep the cluster and operator up until Ctrl-C.",
     )
     parser.add_argument("--phase-timeout", type=float, default=40.0, help="Seconds each phase may take.")
+    parser.add_argument(
+        "--epochs",
+        action="store_true",
+        help="After the rollouts, close two short epochs and show rewards and points per pool.",
+    )
     parser.set_defaults(func=run)
 
 
@@ -81,7 +86,11 @@ def run(args: argparse.Namespace) -> int:
             live.update(render(snapshot, phase=phase, progress=progress))
 
     demo = Demo(
-        scenario, kubeconfig_out=args.kubeconfig_out, refresh=refresh, phase_timeout=args.phase_timeout
+        scenario,
+        kubeconfig_out=args.kubeconfig_out,
+        refresh=refresh,
+        phase_timeout=args.phase_timeout,
+        epochs=args.epochs,
     )
     if args.kubeconfig_out:
         err.print(f"kubeconfig for the emulated cluster: {args.kubeconfig_out}")

@@ -90,8 +90,10 @@ class Demo:
         refresh: Refresh = _noop,
         phase_timeout: float = 40.0,
         poll: float = 0.2,
+        epochs: bool = False,
     ) -> None:
         self.scenario = scenario
+        self.epochs = epochs  # #19: close two short epochs after the rollouts (gpufleet_demo.epochs)
         self.kubeconfig_out = kubeconfig_out
         self.refresh = refresh
         self.phase_timeout = phase_timeout
@@ -295,7 +297,14 @@ class Demo:
                             )
                             continue
                         previous = await self._rollout(rollout, previous)
+                    if self.epochs and not self._signalled.is_set():
+                        from gpufleet_demo.epochs import run_epochs_phase
+
+                        await run_epochs_phase(self)
+                epochs_snapshot = self.result.snapshot.get("epochs")
                 self.result.snapshot = self.snapshot()
+                if epochs_snapshot is not None:
+                    self.result.snapshot["epochs"] = epochs_snapshot
                 self.refresh(self.result.snapshot, "done", None)
                 if keep_running:
                     await self._serve_until_signalled()

@@ -1,0 +1,45 @@
+"""``gpufleet demo --epochs``: the demo closes two short epochs after its rollouts (subprocess)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from decimal import Decimal
+
+import pytest
+
+from gpufleet.economics.emissions import expected_reward_emissions
+from gpufleet.economics.units import INT
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def test_demo_closes_two_epochs_with_rewards_following_traffic() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "gpufleet", "demo", "--json", "--epochs"],
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert proc.returncode == 0, (
+        f"demo failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    )
+    result = json.loads(proc.stdout)
+    phase = result["phases"][-1]
+    assert (phase["name"], phase["outcome"]) == ("two epochs close (rewards and points)", "EpochsClosed")
+    epochs = result["epochs"]
+    assert [e["number"] for e in epochs] == [1, 2]
+    for e in epochs:
+        rewards = sum(int(Decimal(p["reward"]) * INT) for p in e["pools"])
+        assert rewards == expected_reward_emissions(e["number"])
+        # equal stake: rewards follow the jobs each pool served (times eligible time)
+        by_pool = {p["pool"]: p for p in e["pools"]}
+        ranked_jobs = sorted(
+            by_pool, key=lambda k: by_pool[k]["completedJobs"] * Decimal(by_pool[k]["eligibility"])
+        )
+        ranked_reward = sorted(by_pool, key=lambda k: Decimal(by_pool[k]["reward"]))
+        assert ranked_jobs == ranked_reward
+    last = {p["pool"]: p for p in epochs[1]["pools"]}
+    penalised = [p for p, line in last.items() if line["eligibility"] != "1"]
+    assert len(penalised) == 1
