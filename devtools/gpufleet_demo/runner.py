@@ -325,8 +325,13 @@ def operator_running(kubeconfig: Path, namespace: str) -> AbstractAsyncContextMa
     from gpufleet.settings import OperatorSettings
 
     # No liveness endpoint or metrics port: the demo must not need free well-known ports.
+    # The epochs phase runs its own epoch controller on a simulated clock (gpufleet_demo.epochs).
     settings = OperatorSettings(
-        namespace=namespace, pool_settle_seconds=0.2, liveness_endpoint=None, metrics_port=0
+        namespace=namespace,
+        pool_settle_seconds=0.2,
+        liveness_endpoint=None,
+        metrics_port=0,
+        epochs_enabled=False,
     )
     running: AbstractAsyncContextManager[Any] = running_operator(settings, kubeconfig=str(kubeconfig))
     return running
