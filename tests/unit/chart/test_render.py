@@ -162,7 +162,7 @@ def test_deployment_is_single_replica_recreate_with_restricted_security() -> Non
 
 def test_operator_runs_gpufleet_run_with_probes_on_kopf_liveness_and_metrics_port() -> None:
     container = _container(objects())
-    assert container["command"] == ["gpufleet"]
+    assert "command" not in container  # the image's entrypoint: tini -- gpufleet
     assert container["args"][0] == "run"
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"metrics": 8080, "health": 8081}
