@@ -11,16 +11,19 @@ run several operators (one after another: a restart) in one process.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any
 
+import aiohttp
 import kopf
 
 from gpufleet import API_GROUP, API_VERSION
-from gpufleet.controllers.kube import KubeClient, connection_from_kubeconfig
+from gpufleet.controllers.kube import ApiError, KubeClient, connection_from_kubeconfig
 from gpufleet.controllers.podwatch import PodInformer
 from gpufleet.controllers.reconciler import FleetCaches, PoolMember, Reconciler
+from gpufleet.controllers.runtime.backoff import Backoff
 from gpufleet.hardware.catalog import Catalog
 from gpufleet.objects import LABEL_INODE, LABEL_MANAGED_BY, MANAGED_BY, NodeView, PodView
 from gpufleet.settings import GROUP_PREFIX, OperatorSettings
@@ -217,12 +220,24 @@ def make_registry(reconciler: Reconciler, *, kubeconfig: str | None = None) -> k
                 local[name].put(uid, fn(body))
 
     async def prime(client: KubeClient) -> None:
-        """Local mode: list every kind once so the first reconcile sees the whole world."""
+        """Local mode: list every kind once so the first reconcile sees the whole world.
+
+        Each list is retried (jittered back-off) until it succeeds: one 429 or 503 during start-up
+        must not stall the operator until kopf retries the whole start-up (#21 F7).
+        """
+        backoff = Backoff(base=0.2, cap=10.0)
         for plural, path in LIST_PATHS.items():
             scopes = settings.namespaces if plural in ("inferencenodes", "operatorpools") else []
             paths = [path.replace(f"/{plural}", f"/namespaces/{ns}/{plural}") for ns in scopes] or [path]
             for one in paths:
-                _, listing = await client.request("GET", one, what=f"list {plural}")
+                while True:
+                    try:
+                        _, listing = await client.request("GET", one, what=f"list {plural}")
+                        break
+                    except (ApiError, OSError, TimeoutError, aiohttp.ClientError) as exc:
+                        delay = backoff.failed(one)
+                        logger.warning("start-up list of %s failed (retry in %.1fs): %s", plural, delay, exc)
+                        await asyncio.sleep(delay)
                 for item in listing.get("items") or ():
                     feed(plural, item, deleted=False)
 
@@ -248,10 +263,20 @@ def make_registry(reconciler: Reconciler, *, kubeconfig: str | None = None) -> k
         # Other controllers in this registry (rollouts) find the same caches here in both modes.
         kwargs["memo"].gpufleet_caches = reconciler.caches
         if settings.indexes == "local":
-            await prime(client)
+            try:
+                await prime(client)
+            except BaseException:
+                await client.close()  # kopf retries the start-up: never leak a session (#21 F7)
+                raise
         informer = None
         if settings.pod_watch == "direct":
-            informer = PodInformer(client, POD_SELECTOR, settings.namespaces, reconciler.pod_changed)
+            informer = PodInformer(
+                client,
+                POD_SELECTOR,
+                settings.namespaces,
+                reconciler.pod_changed,
+                on_relist=reconciler.relisted,
+            )
         # kopf mode: the indexes fill while kopf lists each kind, concurrently with the pod
         # informer; they are complete only once kopf lets the first on-event handler run.
         reconciler.start(client, informer, wait_for_indexes=settings.indexes == "kopf")

@@ -44,8 +44,33 @@ class ApiError(Exception):
         self.message = message
 
 
+class ResponseTooLarge(Exception):
+    """An answer above the size we read; it was discarded unread."""
+
+
+async def _read_bounded(resp: aiohttp.ClientResponse, max_bytes: int, what: str) -> str:
+    """The body if it is at most ``max_bytes``; never holds more than that in memory."""
+    declared = resp.content_length
+    if declared is not None and declared > max_bytes:
+        resp.close()  # drop the connection: the rest is never read
+        raise ResponseTooLarge(f"{what}: answer of {declared} bytes is above the {max_bytes}-byte limit")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > max_bytes:
+            resp.close()
+            raise ResponseTooLarge(f"{what}: answer is above the {max_bytes}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks).decode(resp.get_encoding() if resp.charset else "utf-8", errors="replace")
+
+
 class AgentUnreachable(Exception):
     """The node agent behind the pod proxy did not answer in time or answered with an error."""
+
+
+#: Largest node-agent answer read through the pod proxy (a real 8-GPU /v1/hardware is ~5 KB).
+MAX_AGENT_ANSWER_BYTES = 256 * 1024
 
 
 def connection_from_kubeconfig(path: str | os.PathLike[str]) -> kopf.ConnectionInfo:
@@ -144,6 +169,7 @@ class KubeClient:
         self._headers = headers
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._limit = asyncio.Semaphore(concurrency)
+        self._agent_limit = asyncio.Semaphore(concurrency)
         self._concurrency = concurrency
         self._session: aiohttp.ClientSession | None = None
         self.requests = 0
@@ -157,7 +183,8 @@ class KubeClient:
 
     def _ensure(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self._concurrency, ssl=self._ssl)
+            # API requests and agent requests each have their own slots (see proxy_get).
+            connector = aiohttp.TCPConnector(limit=2 * self._concurrency, ssl=self._ssl)
             self._session = aiohttp.ClientSession(
                 headers=self._headers, auth=self._auth, timeout=self._timeout, connector=connector
             )
@@ -177,8 +204,15 @@ class KubeClient:
         content_type: str = "application/json",
         deadline: float | None = None,
         what: str = "",
+        max_bytes: int | None = None,
+        limit: asyncio.Semaphore | None = None,
     ) -> tuple[int, Any]:
-        """Send one request; raise ApiError on non-2xx; return (status, decoded JSON or text)."""
+        """Send one request; raise ApiError on non-2xx; return (status, decoded JSON or text).
+
+        ``max_bytes``: read at most that much of the body (streamed; a larger answer is discarded
+        and raises ``ResponseTooLarge``), for answers we do not control (node agents, #21 F5).
+        ``limit``: the concurrency slot to take (default: the API's).
+        """
         session = self._ensure()
         data = None if body is None else json.dumps(body, separators=(",", ":"))
         headers = {"Content-Type": content_type} if body is not None else None
@@ -187,7 +221,7 @@ class KubeClient:
         started = time.perf_counter()
         code: int | None = None
         try:
-            async with self._limit:
+            async with limit or self._limit:
                 self.requests += 1
                 if method != "GET":
                     self.writes += 1
@@ -200,7 +234,10 @@ class KubeClient:
                     timeout=req_timeout or self._timeout,
                 ) as resp:
                     code = resp.status
-                    text = await resp.text()
+                    if max_bytes is None:
+                        text = await resp.text()
+                    else:
+                        text = await _read_bounded(resp, max_bytes, what or path)
         finally:
             METRICS.record_api_request(verb, resource, code, time.perf_counter() - started)
         payload: Any
@@ -295,9 +332,14 @@ class KubeClient:
         url = f"{self._pods(namespace)}/{quote(pod)}:{port}/proxy/{path.lstrip('/')}"
         try:
             return await self.request(
-                "GET", url, deadline=deadline, what=f"agent of {namespace}/{pod} {path}"
+                "GET",
+                url,
+                deadline=deadline,
+                what=f"agent of {namespace}/{pod} {path}",
+                max_bytes=MAX_AGENT_ANSWER_BYTES,
+                limit=self._agent_limit,  # hanging agents never take the API's slots (#21 F10)
             )
-        except ApiError as exc:
+        except (ApiError, ResponseTooLarge) as exc:
             raise AgentUnreachable(str(exc)) from exc
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise AgentUnreachable(

@@ -82,11 +82,15 @@ class PodInformer:
         *,
         watch_timeout: int = 300,
         retry_seconds: float = 1.0,
+        on_relist: Callable[[str], None] | None = None,
     ) -> None:
         self.client = client
         self.selector = selector
         self.namespaces = namespaces
         self.on_change = on_change
+        #: Called with the new list's resourceVersion on every re-list after the first: the
+        #: server's state is the truth again (the reconciler drops its write overlays).
+        self.on_relist = on_relist
         self.cache = PodCache()
         self.synced = asyncio.Event()
         self.events = 0
@@ -116,7 +120,14 @@ class PodInformer:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                logger.warning("pod watch %s failed, retrying in %.0fs: %s", path, self._retry, exc)
+                # Whatever broke the watch, the resourceVersion may be unusable now (compacted, or
+                # newer than a restored API server has: "Too large resource version"): list again
+                # instead of resuming from it (#21 F6). A list costs one request per scope.
+                rv = None
+                quiet = isinstance(exc, ApiError | OSError | TimeoutError | ValueError)
+                logger.warning(
+                    "pod watch %s failed, re-listing in %.0fs: %s", path, self._retry, exc, exc_info=not quiet
+                )
                 await asyncio.sleep(self._retry)
 
     async def _list(self, namespace: str | None, path: str) -> str:
@@ -126,6 +137,9 @@ class PodInformer:
             what=f"list engine pods {namespace or '(all namespaces)'}",
         )
         self.relists += 1
+        listed_rv = str((body.get("metadata") or {}).get("resourceVersion") or "")
+        if self.on_relist is not None and self.relists > 1:
+            self.on_relist(listed_rv)
         seen: set[Key] = set()
         for item in body.get("items") or ():
             item.setdefault("kind", "Pod")
@@ -157,7 +171,7 @@ class PodInformer:
             if kind == "ERROR":
                 if obj.get("code") == 410:
                     return None  # too old: list again
-                raise ApiError(
+                raise ApiError(  # any other watch error: re-list too (see _run_scope)
                     int(obj.get("code") or 500),
                     str(obj.get("reason")),
                     str(obj.get("message")),

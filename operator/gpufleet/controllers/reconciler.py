@@ -254,6 +254,20 @@ class Reconciler:
             return  # the echo of our own status write: nothing new to plan from
         self.queue.add(("inode", namespace, name))
 
+    def relisted(self, resource_version: str) -> None:
+        """The pod watch had to list again: trust the server, not what we remember writing.
+
+        After an API server restore (resourceVersions going backwards, #21 F6) the watched bodies
+        carry smaller resourceVersions than our last writes, so the overlays would keep winning;
+        they are dropped and every node is planned again from what the server says.
+        """
+        self.writer.clear()
+        self._fresh_pods.clear()
+        self._expected.clear()
+        logger.info("engine pods re-listed at resourceVersion %s: re-planning every node", resource_version)
+        for key in list(self.caches.inodes):
+            self.queue.add(("inode", *key))
+
     def watch_pods(self, fn: Callable[[str, str, PodView | None], None]) -> None:
         """Subscribe ``fn(namespace, inode, view or None when deleted)`` to the shared pod watch."""
         self._pod_watchers.append(fn)
