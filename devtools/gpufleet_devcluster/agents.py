@@ -212,7 +212,10 @@ class Agents:
             code, body = self.overrides[key](path)
             return web.json_response(body, status=code)
         port = port or AGENT_PORT
-        ip = (pod.get("status") or {}).get("podIP") or "<none>"
+        ip = (pod.get("status") or {}).get("podIP")
+        if not ip:
+            # kube-apiserver refuses before dialling: only a global unicast pod IP is proxyable.
+            raise APIError(400, "BadRequest", "address not allowed")
         if port != AGENT_PORT or self.kubelet is None or not self.kubelet.container_running(*key):
             raise APIError(
                 503,

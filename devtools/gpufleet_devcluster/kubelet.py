@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from gpufleet_devcluster.errors import APIError
 from gpufleet_devcluster.resources import JsonObj
@@ -22,6 +22,8 @@ from gpufleet_devcluster.store import Event, Store, now_rfc3339
 logger = logging.getLogger(__name__)
 
 BehaviourKind = Literal["ok", "crash_loop", "never_ready", "slow_start", "oom", "image_pull_error", "exit"]
+#: A pod label naming its behaviour kind; the real control plane's kwok Stages read the same label.
+BEHAVIOUR_LABEL = "devcluster.gpufleet.io/behaviour"
 GPU = "nvidia.com/gpu"
 OWNED_CONDITIONS = ("PodScheduled", "Initialized", "ContainersReady", "Ready")
 
@@ -136,6 +138,9 @@ class Kubelet:
         for key, value, b in reversed(self.by_label):
             if labels.get(key) == value:
                 return b
+        kind = labels.get(BEHAVIOUR_LABEL)
+        if kind in get_args(BehaviourKind):
+            return Behaviour(kind)  # the label both backends understand (the real one's kwok Stages too)
         for c in pod.get("spec", {}).get("containers") or []:
             if c.get("image") in self.by_image:
                 return self.by_image[c["image"]]
@@ -373,6 +378,11 @@ class Kubelet:
     def _start_creating(self, st: PodState) -> None:
         st.stage = "creating"
         st.token += 1
+        if not st.ip:
+            # The pod sandbox gets its IP before any container starts (as with a real CNI), so the
+            # API server's proxy finds an address and answers 503 until the agent listens.
+            self._ip_seq += 1
+            st.ip = f"10.244.{(self._ip_seq >> 8) & 255}.{self._ip_seq & 255}"
         b = st.behaviour
         if b.kind == "image_pull_error":
             st.stage = "pull_error"
@@ -391,9 +401,6 @@ class Kubelet:
     def _run(self, st: PodState) -> None:
         st.stage = "running"
         st.started_at = now_rfc3339()
-        if not st.ip:
-            self._ip_seq += 1
-            st.ip = f"10.244.{(self._ip_seq >> 8) & 255}.{self._ip_seq & 255}"
         st.log.append("container started")
         b = st.behaviour
         if b.kind in ("crash_loop", "oom", "exit"):

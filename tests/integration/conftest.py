@@ -134,11 +134,16 @@ def reset_real_cluster(rc: Any) -> None:
         group, plural = crd["spec"]["group"], crd["spec"]["names"]["plural"]
         version = next(v["name"] for v in crd["spec"]["versions"] if v.get("storage"))
         namespaced = crd["spec"]["scope"] == "Namespaced"
-        items = (
-            custom.list_namespaced_custom_object(group, version, ns, plural)
-            if namespaced
-            else custom.list_cluster_custom_object(group, version, plural)
-        )["items"]
+        try:
+            items = (
+                custom.list_namespaced_custom_object(group, version, ns, plural)
+                if namespaced
+                else custom.list_cluster_custom_object(group, version, plural)
+            )["items"]
+        except client.ApiException as exc:
+            if exc.status == 404:  # a CRD the API server refused (rc.crd_errors) or added since
+                continue
+            raise
         for obj in items:
             name = obj["metadata"]["name"]
             args = (group, version, ns, plural, name) if namespaced else (group, version, plural, name)

@@ -50,14 +50,11 @@ DEFAULT_NODES = (
     NodeSpec("gpu-l40s-0", "l40s-x4"),
     NodeSpec("gpu-4090-0", "rtx4090-x1-old-driver"),
 )
-#: kube-controller-manager controllers: what a cluster needs for our tests (GC, namespaces,
-#: service accounts and their CA bundle), not node lifecycle, replica sets or the like.
-CONTROLLERS = (
-    "garbage-collector-controller",
-    "namespace-controller",
-    "serviceaccount-controller",
-    "root-ca-certificate-publisher-controller",
-)
+#: kube-controller-manager controllers: what our tests need (garbage collection, namespace
+#: deletion, the default ServiceAccount), not node lifecycle, replica sets or the like. Not the
+#: root CA publisher either: its kube-root-ca.crt ConfigMap in every namespace is noise to tests
+#: that list ConfigMaps, and kwok pods mount nothing.
+CONTROLLERS = ("garbage-collector-controller", "namespace-controller", "serviceaccount-controller")
 
 
 class ControlPlaneError(RuntimeError):
@@ -273,21 +270,6 @@ class RealCluster:
         self.startup.mark("apiserver ready", t0)
         self.kubeconfig_path = self._kubeconfig("admin", self._kubeconfig_out)
         kcm_kc, sched_kc, kwok_kc = (self._kubeconfig(n) for n in ("kcm", "scheduler", "kwok"))
-        self._spawn(
-            "kube-controller-manager",
-            [
-                f"--kubeconfig={kcm_kc}",
-                "--secure-port=0",
-                "--leader-elect=false",
-                f"--controllers={','.join(CONTROLLERS)}",
-                "--use-service-account-credentials=true",
-                f"--root-ca-file={p.ca_cert}",
-                f"--service-account-private-key-file={p.sa_private}",
-                "--kube-api-qps=200",
-                "--kube-api-burst=400",
-                "--v=0",
-            ],
-        )
         sched_cfg = w / "scheduler.yaml"
         sched_cfg.write_text(
             yaml.safe_dump(
@@ -333,6 +315,22 @@ class RealCluster:
         crds = [c for d in self.crd_dirs for c in load_crds(d)]
         self._apply_crds(crds, tolerate=True)
         self.startup.mark("crds established", t0)
+        # After the CRDs: the garbage collector then watches their objects from its first discovery.
+        self._spawn(
+            "kube-controller-manager",
+            [
+                f"--kubeconfig={kcm_kc}",
+                "--secure-port=0",
+                "--leader-elect=false",
+                f"--controllers={','.join(CONTROLLERS)}",
+                "--use-service-account-credentials=true",
+                f"--root-ca-file={p.ca_cert}",
+                f"--service-account-private-key-file={p.sa_private}",
+                "--kube-api-qps=200",
+                "--kube-api-burst=400",
+                "--v=0",
+            ],
+        )
         self.add_nodes(self.nodes)
         self._wait(lambda: self._has_default_sa(api), "the default ServiceAccount", 60)
         self.startup.mark("default serviceaccount", t0)

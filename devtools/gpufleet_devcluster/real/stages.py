@@ -25,7 +25,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-BEHAVIOUR_LABEL = "devcluster.gpufleet.io/behaviour"
+from gpufleet_devcluster.kubelet import BEHAVIOUR_LABEL
+
 KINDS = ("ok", "slow_start", "never_ready", "crash_loop", "oom", "image_pull_error")
 
 Obj = dict[str, Any]

@@ -42,6 +42,9 @@ def api(request: pytest.FixtureRequest) -> Iterator[client.ApiClient]:
     if request.param == "real":
         if "cluster" in request.fixturenames:
             pytest.skip(EMULATOR_ONLY)
+        marker = request.node.get_closest_marker("emulator_only")
+        if marker is not None:
+            pytest.skip(f"emulator only: {marker.args[0]}")
         rc = request.getfixturevalue("real_cluster")
         reset_real_cluster(rc)
         kubeconfig = rc.kubeconfig_path

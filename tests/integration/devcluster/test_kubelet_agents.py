@@ -148,6 +148,7 @@ def test_slow_start_takes_longer(cluster: ThreadedCluster, core: client.CoreV1Ap
     wait(lambda: conditions(core, "slow").get("Ready") == "True")
 
 
+@pytest.mark.emulator_only("kwok has no kubelet admission (resources are not checked on kwok nodes)")
 def test_more_gpus_than_allocatable_fails_admission(core: client.CoreV1Api) -> None:
     # Kubernetes: the kubelet rejects a pod whose extended resources exceed what is left on the node.
     core.create_namespaced_pod("default", pod_body("one", node="gpu-1"))
@@ -251,11 +252,23 @@ def test_agent_reports_misrepresented_hardware() -> None:
         api.close()
 
 
+def test_proxy_to_a_pod_without_an_ip_is_400(api: client.ApiClient, core: client.CoreV1Api) -> None:
+    # kube-apiserver: a pod with no (global unicast) IP is "address not allowed", before any dial.
+    core.create_namespaced_pod("default", pod_body("p", node="no-such-node"))
+    status, body = proxy(api, "p", "v1/hardware")
+    assert status == 400
+    assert "address not allowed" in str(body)
+
+
 def test_proxy_to_a_pod_that_is_not_running_is_503(api: client.ApiClient, core: client.CoreV1Api) -> None:
-    core.create_namespaced_pod("default", pod_body("p", node=None))
+    # The pod has an IP but its container never started: nothing listens, the proxy answers 503.
+    core.create_namespaced_pod(
+        "default", pod_body("p", labels={"devcluster.gpufleet.io/behaviour": "image_pull_error"})
+    )
+    wait(lambda: bool(core.read_namespaced_pod("p", "default").status.pod_ip))
     status, body = proxy(api, "p", "v1/hardware")
     assert status == 503
-    assert "connection refused" in body["message"]
+    assert "error trying to reach service" in str(body)
 
 
 @pytest.fixture
