@@ -78,6 +78,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_ports(n: int) -> list[int]:
+    """n distinct free ports: held open together so the kernel cannot hand one out twice."""
+    socks = []
+    try:
+        for _ in range(n):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            socks.append(sock)
+        return [int(s_.getsockname()[1]) for s_ in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
 def machine() -> dict[str, Any]:
     cpu = "?"
     with contextlib.suppress(OSError):
@@ -112,6 +126,31 @@ def process(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def tree_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process and its descendants (load-independent cost)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry)] = int(fields[1])
+        times[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
+    family = {pid}
+    changed = True
+    while changed:
+        changed = False
+        for child, parent in parents.items():
+            if parent in family and child not in family:
+                family.add(child)
+                changed = True
+    return sum(times.get(p, 0.0) for p in family)
 
 
 def wait_port(port: int, within: float = 30.0, proc: subprocess.Popen[bytes] | None = None) -> None:
@@ -435,7 +474,7 @@ async def throughput(
     Interleaving matters on a shared machine: a burst of someone else's load hits every candidate
     alike instead of the one that happened to run then.
     """
-    ups = [free_port() for _ in WEIGHTS]
+    ups = free_ports(len(WEIGHTS))
     up_admin = free_port()
     (tmp / "up.json").write_text(json.dumps(upstream_bootstrap(ups, up_admin)))
     lua = tmp / "post.lua"
@@ -443,6 +482,7 @@ async def throughput(
     results: dict[str, Any] = {}
     runs: dict[str, list[dict[str, Any]]] = {}
     urls: dict[str, str] = {}
+    pids: dict[str, int] = {}
     env_bin = envoy_binary(RouterSettings())
     plane: ControlPlane | None = None
     with contextlib.ExitStack() as stack:
@@ -489,6 +529,7 @@ async def throughput(
                         )
                     )
                     wait_port(port, proc=p)
+                    pids[name] = p.pid
                 elif name == "gpufleet-router":
                     plane = await start_plane(tmp / "gf", port, admin, "1")
                     stack.callback(plane.stop_envoy)
@@ -499,6 +540,8 @@ async def throughput(
                     plane.set_state(*bodies(devices))
                     plane.recompute()
                     await wait_weights(plane)
+                    assert plane.envoy is not None
+                    pids[name] = plane.envoy.pid
                 elif name == "haproxy":
                     if not shutil.which("haproxy"):
                         results[name] = {"skipped": "haproxy not installed (apt-get install haproxy)"}
@@ -508,6 +551,7 @@ async def throughput(
                         process(["haproxy", "-f", str(tmp / "haproxy.cfg"), "-db"], tmp / "haproxy.log")
                     )
                     wait_port(port, proc=p)
+                    pids[name] = p.pid
                 elif name in ("vllm-router", "sglang-router"):
                     exe = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
                     if not exe:
@@ -529,6 +573,7 @@ async def throughput(
                     cmd += ["--prometheus-port", str(free_port()), "--prometheus-host", "127.0.0.1"]
                     p = stack.enter_context(process(cmd, tmp / f"{name}.log"))
                     wait_port(port, within=60, proc=p)
+                    pids[name] = p.pid
                 urls[name] = f"http://127.0.0.1:{port}/v1/completions"
                 await awrk(urls[name], 1, connections, lua)  # warm-up
             except Exception as exc:
@@ -536,7 +581,14 @@ async def throughput(
         scraper = asyncio.create_task(plane.scrape_loop()) if plane is not None else None
         for _ in range(rounds):
             for name, url in urls.items():
+                pid = pids.get(name)
+                c0, own0 = (tree_cpu(pid) if pid else 0.0), time.process_time()
                 res = await awrk(url, seconds, connections, lua)
+                c1, own1 = (tree_cpu(pid) if pid else 0.0), time.process_time()
+                done = max(1, res["requests"])
+                res["proxy_cpu_us_per_request"] = round(1e6 * (c1 - c0) / done, 1)
+                if name == "gpufleet-router":  # the control plane runs in this process (its scrape loop)
+                    res["control_plane_cpu_us_per_request"] = round(1e6 * (own1 - own0) / done, 1)
                 runs.setdefault(name, []).append(res)
                 print(f"  {name}: {res['rps']:.0f} rps p99 {res['p99_ms']} ms", flush=True)
         if scraper is not None:
@@ -548,6 +600,13 @@ async def throughput(
             med["p99_runs_ms"] = [r["p99_ms"] for r in rs]
             med["p99_ms_median"] = statistics.median(r["p99_ms"] for r in rs)
             med["failed_total"] = sum(r["non_2xx"] + r["socket_errors"] for r in rs)
+            med["proxy_cpu_us_per_request_median"] = statistics.median(
+                r["proxy_cpu_us_per_request"] for r in rs
+            )
+            if "control_plane_cpu_us_per_request" in rs[0]:
+                med["control_plane_cpu_us_per_request_median"] = statistics.median(
+                    r["control_plane_cpu_us_per_request"] for r in rs
+                )
             results[name] = med
         if plane is not None and "gpufleet-router" in results:
             plane.scrape()
@@ -572,7 +631,7 @@ async def share_accuracy(
     # priority = 1 + k * stake (k = 1e-4 per INT): stake in base units, exact integers
     k = Decimal("0.0001")
     stakes = [round((p - 1) / 1e-4 * INT_BASE) for p in priorities]
-    ups = [free_port() for _ in range(pods)]
+    ups = free_ports(pods)
     up_admin = free_port()
     (tmp / "up1k.json").write_text(json.dumps(upstream_bootstrap(ups, up_admin)))
     lua = tmp / "post.lua"
@@ -641,7 +700,7 @@ async def reprogramming(tmp: Path, changes: int, load_seconds: float, connection
     from gpufleet.router.controlplane import Informer, watch_paths
     from gpufleet_devcluster import DevCluster
 
-    ups = [free_port() for _ in WEIGHTS]
+    ups = free_ports(len(WEIGHTS))
     up_admin = free_port()
     (tmp / "upr.json").write_text(json.dumps(upstream_bootstrap(ups, up_admin)))
     lua = tmp / "post.lua"
@@ -890,15 +949,17 @@ def render_md(res: dict[str, Any]) -> str:
         f"{res['seconds']} s per run, {res['rounds']} interleaved rounds (median run shown), "
         "fake upstreams = one Envoy answering with direct_response.",
         "",
-        "| candidate | rps (median) | rps runs | p50 ms | p99 ms (median) | added p99 ms | failed |",
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: |",
+        "| candidate | rps (median) | rps runs | p50 ms | p99 ms (median) | added p99 ms | proxy CPU µs/req "
+        "| failed |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, r in t.items():
         if "rps" in r:
             runs = ", ".join(f"{x:,.0f}" for x in r["rps_runs"])
             lines.append(
                 f"| {name} | {r['rps']:,.0f} | {runs} | {r['p50_ms']:.2f} | {r['p99_ms_median']:.2f} | "
-                f"{r.get('added_p99_ms', 0):.2f} | {r['failed_total']} |"
+                f"{r.get('added_p99_ms', 0):.2f} | {r['proxy_cpu_us_per_request_median']:.0f} | "
+                f"{r['failed_total']} |"
             )
         else:
             lines.append(f"| {name} | {r} | | | | |")
@@ -933,6 +994,13 @@ def judge(res: dict[str, Any]) -> list[str]:
         out.append(
             f"added p99 <= vllm-router's: {g['added_p99_ms']:.2f} ms vs {v['added_p99_ms']:.2f} ms -> "
             f"{'MET' if g['added_p99_ms'] <= v['added_p99_ms'] else 'MISSED'}"
+        )
+    if "proxy_cpu_us_per_request_median" in g and "proxy_cpu_us_per_request_median" in v:
+        gc = g["proxy_cpu_us_per_request_median"] + g.get("control_plane_cpu_us_per_request_median", 0.0)
+        vc = v["proxy_cpu_us_per_request_median"]
+        out.append(
+            f"CPU per request (load-independent view of capacity): gpufleet router {gc:.0f} µs (Envoy + "
+            f"control plane) vs vllm-router {vc:.0f} µs -> capacity ratio {vc / gc:.2f}x"
         )
     s = res.get("share_accuracy")
     if s and s.get("max_relative_error") is not None:

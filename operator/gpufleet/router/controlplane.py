@@ -298,6 +298,7 @@ class ControlPlane:
         self._written: dict[str, str] = {}
         self._cds_text = ""
         self._addr: dict[tuple[str, str], DeviceKey] = {}
+        self._keys: dict[tuple[str, str, str, int, str, str], DeviceKey] = {}
         self.book = StatsBook(settings.router_name, clock())
         self.dirty = asyncio.Event()
         self._dirty_since: float | None = None
@@ -344,10 +345,9 @@ class ControlPlane:
         self.plan, self.groups = plan_routing(endpoints, self.k)
         models = self._models(endpoints)
         writes = 0
-        if models != self.models:
-            writes += self._write_models(models)
-        for model in models:
+        for model in models:  # EDS files first: CDS may point at new ones
             writes += self._write_eds(model, self.groups.get(model))
+        writes += self._write_models(models)
         self._remember_addresses(endpoints)
         self.book.intended = {
             self._device_key(m.endpoint, model): float(m.share)
@@ -383,8 +383,7 @@ class ControlPlane:
         return min(known) if known else 0
 
     def _write_models(self, models: tuple[str, ...]) -> int:
-        for model in models:  # EDS files must exist before CDS points at them
-            self._write_eds(model, self.groups.get(model))
+        """CDS when a cluster changed (model set, concurrency caps), LDS when the model set changed."""
         cds = envoy.build_cds(models, self.settings, self.paths)
         cds["resources"] = [
             envoy.apply_concurrency_cap(c, self._caps(m))
@@ -396,13 +395,15 @@ class ControlPlane:
             write_atomic(self.paths.cds, text)
             self._cds_text = text
             writes += 1
-        write_atomic(self.paths.lds, json.dumps(envoy.build_lds(models, self.settings, self.paths)))
-        self.models = models
-        return writes + 1
+        if models != self.models:
+            write_atomic(self.paths.lds, json.dumps(envoy.build_lds(models, self.settings, self.paths)))
+            self.models = models
+            writes += 1
+        return writes
 
     def _write_eds(self, model: str, group: ModelGroup | None) -> int:
         name = envoy.cluster_name(model)
-        text = json.dumps(envoy.build_eds(model, group), sort_keys=True)
+        text = json.dumps(envoy.build_eds(model, group))  # deterministic: build order is sorted
         if self._written.get(name) == text:
             return 0
         write_atomic(self.paths.eds(name), text)
@@ -410,16 +411,20 @@ class ControlPlane:
         self.book.reset_window(model)
         return 1
 
-    @staticmethod
-    def _device_key(e: Endpoint, model: str) -> DeviceKey:
-        return DeviceKey(
-            namespace=e.namespace,
-            pool=e.pool,
-            inference_node=e.inference_node,
-            device=e.device,
-            model=model,
-            pod=e.pod,
-        )
+    def _device_key(self, e: Endpoint, model: str) -> DeviceKey:
+        """Interned: a recompute of 10,000 endpoints must not build 10,000 pydantic models each time."""
+        ident = (e.namespace, e.pool, e.inference_node, e.device, model, e.pod)
+        key = self._keys.get(ident)
+        if key is None:
+            key = self._keys[ident] = DeviceKey(
+                namespace=e.namespace,
+                pool=e.pool,
+                inference_node=e.inference_node,
+                device=e.device,
+                model=model,
+                pod=e.pod,
+            )
+        return key
 
     def _remember_addresses(self, endpoints: list[Endpoint]) -> None:
         # Old addresses stay mapped until reused: lines of a pod that just left still count.
@@ -605,13 +610,34 @@ def sample_registry() -> CollectorRegistry:
     from gpufleet.router.accesslog import LogLine
 
     plane = ControlPlane(RouterSettings(state_dir="/nonexistent", metrics_port=0))
-    e = Endpoint(namespace="ns", pool="p", inference_node="n", device=0, pod="n-gpu-0", models=("m",),
-                 ip="10.0.0.1", port=8000, effective_stake_base=0)
+    e = Endpoint(
+        namespace="ns",
+        pool="p",
+        inference_node="n",
+        device=0,
+        pod="n-gpu-0",
+        models=("m",),
+        ip="10.0.0.1",
+        port=8000,
+        effective_stake_base=0,
+    )
     plane.plan, plane.groups = plan_routing([e], plane.k)
     plane._remember_addresses([e])
     plane.book.intended = {plane._device_key(e, "m"): 1.0}
-    line = LogLine(kind="U", start=0.0, upstream=e.address, code=200, flags=frozenset(), ttfb_ms=1,
-                   duration_ms=2, attempts=1, model="m", prompt_tokens=0, completion_tokens=0, path="/")
+    line = LogLine(
+        kind="U",
+        start=0.0,
+        upstream=e.address,
+        code=200,
+        flags=frozenset(),
+        ttfb_ms=1,
+        duration_ms=2,
+        attempts=1,
+        model="m",
+        prompt_tokens=0,
+        completion_tokens=0,
+        path="/",
+    )
     plane.book.feed([line, LogLine(**{**line.__dict__, "kind": "D"})], plane.resolve)
     return plane.registry
 

@@ -69,14 +69,17 @@ def _http_port(pod: Body, default: int) -> int:
     return default
 
 
-def _device_stake(inode: Body | None, index: int) -> int:
+def _device_stakes(inode: Body | None) -> dict[int, int]:
+    """Device index -> effective stake (base units) from an InferenceNode's status."""
+    out: dict[int, int] = {}
     for device in ((inode or {}).get("status") or {}).get("devices") or ():
-        if device.get("index") == index:
+        index = device.get("index")
+        if isinstance(index, int):
             try:
-                return parse_int_amount(str(device.get("effectiveStake") or "0"))
+                out[index] = parse_int_amount(str(device.get("effectiveStake") or "0"))
             except AmountError:
-                return 0
-    return 0
+                out[index] = 0
+    return out
 
 
 def build_endpoints(
@@ -89,6 +92,7 @@ def build_endpoints(
 ) -> list[Endpoint]:
     """One Endpoint per gpufleet engine pod with a device index; everything else is ignored."""
     out: list[Endpoint] = []
+    stakes: dict[tuple[str, str], dict[int, int]] = {}
     for pod in pods:
         meta = _meta(pod)
         labels = meta.get("labels") or {}
@@ -106,13 +110,13 @@ def build_endpoints(
             labels.get(LABEL_POOL) or ((inode or {}).get("spec") or {}).get("poolRef", {}).get("name") or ""
         )
         pool = pools.get((ns, pool_name))
+        device_stakes = stakes.get((ns, inode_name))
+        if device_stakes is None:
+            device_stakes = stakes[(ns, inode_name)] = _device_stakes(inode)
         status = pod.get("status") or {}
         conditions = status.get("conditions") or ()
         gate_open = any(c.get("type") == READY_GATE and c.get("status") == "True" for c in conditions)
         running = status.get("phase") == "Running" and not meta.get("deletionTimestamp")
-        annotations: dict[str, str] = {}
-        for source in (pool, inode, pod):
-            annotations.update(_meta(source or {}).get("annotations") or {})
         pool_ann = _meta(pool or {}).get("annotations") or {}
         penalty = any(
             _penalised_by_annotation(
@@ -140,7 +144,7 @@ def build_endpoints(
                 models=models,
                 ip=status.get("podIP") or None,
                 port=_http_port(pod, settings.engine_port),
-                effective_stake_base=_device_stake(inode, index),
+                effective_stake_base=device_stakes.get(index, 0),
                 reputation_weight=_reputation(pool),
                 running=running,
                 gate_open=gate_open,

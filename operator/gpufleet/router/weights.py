@@ -221,7 +221,8 @@ def compute_group(
             priority=p,
             share=p / total,
             weight=w,
-            normalised=float(p / highest),
+            # int / int true division is correctly rounded: no Fraction division needed for a float
+            normalised=(p.numerator * highest.denominator) / (p.denominator * highest.numerator),
         )
         for e, p, w in zip(ordered, priorities, weights, strict=True)
     )
