@@ -155,6 +155,9 @@ class AccountingState:
     carried: int = 0
     ignored: int = 0
     resets: int = 0
+    #: Jobs carried into, and router resets seen during, each open epoch (for its record).
+    carried_by_epoch: dict[int, int] = field(default_factory=dict)
+    resets_by_epoch: dict[int, int] = field(default_factory=dict)
 
     @classmethod
     def start(cls, clock: EpochClock, now: int, closed_through: int = 0) -> AccountingState:
@@ -175,6 +178,8 @@ class AccountingState:
             "carried": self.carried,
             "ignored": self.ignored,
             "resets": self.resets,
+            "carriedByEpoch": {str(e): n for e, n in sorted(self.carried_by_epoch.items())},
+            "resetsByEpoch": {str(e): n for e, n in sorted(self.resets_by_epoch.items())},
             "cursors": {
                 k.text(): {"boot": c.boot, "at": c.at, "values": list(c.values)}
                 for k, c in sorted(self.cursors.items())
@@ -218,6 +223,8 @@ class AccountingState:
             carried=int(doc.get("carried", 0)),
             ignored=int(doc.get("ignored", 0)),
             resets=int(doc.get("resets", 0)),
+            carried_by_epoch={int(e): int(n) for e, n in dict(doc.get("carriedByEpoch", {})).items()},
+            resets_by_epoch={int(e): int(n) for e, n in dict(doc.get("resetsByEpoch", {})).items()},
         )
 
     def copy(self) -> AccountingState:
@@ -296,6 +303,7 @@ def ingest(state: AccountingState, scrape: Scrape, clock: EpochClock) -> tuple[A
             if epoch <= new.closed_through:
                 target = new.closed_through + 1
                 carried += completed
+                new.carried_by_epoch[target] = new.carried_by_epoch.get(target, 0) + completed
             new.open.setdefault(target, {}).setdefault(key.pool, PoolWork()).add(
                 key.model, completed, prompt, completion
             )
@@ -306,6 +314,9 @@ def ingest(state: AccountingState, scrape: Scrape, clock: EpochClock) -> tuple[A
                 models = new.lifetime_tokens.setdefault(key.pool, {})
                 models[key.model] = models.get(key.model, 0) + prompt + completion
     new.resets += resets
+    if resets:
+        at_epoch = max(clock.epoch_of(max(scrape.at, clock.genesis)), new.closed_through + 1, new.first_epoch)
+        new.resets_by_epoch[at_epoch] = new.resets_by_epoch.get(at_epoch, 0) + resets
     new.carried += carried
     new.ignored += ignored
     return new, IngestReport(added, resets, carried, ignored, stale)
@@ -323,6 +334,8 @@ def mark_closed(state: AccountingState, epoch: int) -> AccountingState:
         raise InvalidInput(f"the next epoch to close is {state.closed_through + 1}, not {epoch}")
     new = state.copy()
     new.open.pop(epoch, None)
+    new.carried_by_epoch.pop(epoch, None)
+    new.resets_by_epoch.pop(epoch, None)
     new.closed_through = epoch
     return new
 
@@ -346,4 +359,5 @@ def close_recorded(state: AccountingState, epoch: int, recorded: Mapping[str, in
         if extra > 0:
             new.open.setdefault(epoch + 1, {}).setdefault(pool, PoolWork()).add("", extra, 0, 0)
             new.carried += extra
+            new.carried_by_epoch[epoch + 1] = new.carried_by_epoch.get(epoch + 1, 0) + extra
     return new

@@ -13,6 +13,7 @@ from gpufleet.economics.accounting import (
     Scrape,
     SeriesKey,
     SeriesSample,
+    close_recorded,
     epochs_to_close,
     forget_sources,
     ingest,
@@ -264,3 +265,42 @@ def test_no_work_is_created_or_lost(steps: list[tuple[int, int, bool]], restart_
     open_sum = sum(w.completed for pools in state.open.values() for w in pools.values())
     assert closed_sum + open_sum == truth
     assert state.ignored == 0
+
+
+def test_carried_and_resets_are_kept_per_epoch() -> None:
+    state = run(fresh(), scrape(1010, s(KA, 0)))
+    state = mark_closed(state, 1)
+    state = run(state, scrape(1070, s(KA, 60)))  # 50 carried into epoch 2
+    state = run(state, scrape(1080, s(KA, 3), boot="b2", started=1075))  # a reset during epoch 2
+    assert state.carried_by_epoch == {2: 50}
+    assert state.resets_by_epoch == {2: 1}
+    back = AccountingState.from_json(state.to_json())
+    assert back.carried_by_epoch == {2: 50}
+    assert back.resets_by_epoch == {2: 1}
+    closed = mark_closed(state, 2)
+    assert closed.carried_by_epoch == {}
+    assert closed.resets_by_epoch == {}
+    assert closed.carried == 50  # the totals stay
+    assert closed.resets == 1
+
+
+def test_a_reset_seen_after_a_close_counts_for_the_open_epoch() -> None:
+    state = run(fresh(), scrape(1010, s(KA, 5)))
+    state = mark_closed(state, 1)
+    state = run(state, scrape(1050, s(KA, 1), boot="b2"))  # sample time in closed epoch 1
+    assert state.resets_by_epoch == {2: 1}
+
+
+def test_close_recorded_carries_what_the_record_lacks() -> None:
+    state = run(fresh(), scrape(1010, s(KA, 0), s(KB, 0)), scrape(1050, s(KA, 40), s(KB, 10)))
+    adopted = close_recorded(state, 1, {"ns/a": 30, "ns/b": 10})
+    assert adopted.closed_through == 1
+    assert adopted.tally(2)["ns/a"].completed == 10
+    assert "ns/b" not in adopted.tally(2)
+    assert adopted.carried == 10
+    assert adopted.carried_by_epoch == {2: 10}
+    same = close_recorded(state, 1, {"ns/a": 40, "ns/b": 99})  # the record has more: nothing to carry
+    assert same.tally(2) == {}
+    assert same.carried == 0
+    with pytest.raises(InvalidInput):
+        close_recorded(state, 2, {})

@@ -314,8 +314,8 @@ class EpochController:
     ) -> None:
         status = body.get("status") or {}
         total = format_points(decision.total_after)
-        if status.get("applied") == decision.applied and status.get("poolTotalAfter") == total:
-            return
+        if status.get("applied") == decision.applied:
+            return  # the total at the transition is what the status keeps (no write per scrape)
         reason = "Applied" if decision.applied else "WouldMakeTotalNegative"
         meta = body.get("metadata") or {}
         new_status = {
@@ -364,7 +364,11 @@ class EpochController:
             inputs = plan.epoch_inputs(facts, tally, penalties, start, end)
             result = compute_epoch_rewards(epoch, self.clock, inputs)
             body = plan.build_epoch_body(
-                result, facts, tally, carried_jobs=self.state.carried, router_resets=self.state.resets
+                result,
+                facts,
+                tally,
+                carried_jobs=self.state.carried_by_epoch.get(epoch, 0),
+                router_resets=self.state.resets_by_epoch.get(epoch, 0),
             )
             try:
                 _, created = await self.client.request(
