@@ -444,3 +444,23 @@ async def test_an_idle_fleet_costs_no_writes_and_metrics_follow() -> None:
     assert api.writes == writes  # converged: nothing changed, nothing written
     assert METRICS.pool_reputation_weight.labels(NS, "quiet")._value.get() == 1.0
     assert METRICS.penalty_cap_reached._value.get() == 0
+
+
+async def test_the_networks_benchmark_table_overrides_the_bundled_one() -> None:
+    api, router, clock = FakeApi(), FakeRouter(), Clock(T0)
+    add_pool(api, "p")
+    table = f"models:\n  {MODEL}:\n    rtx-4090: {{tokensPerSecond: 200, kind: measured, source: network}}\n"
+    api.put(
+        "configmaps",
+        {"metadata": {"name": "bench", "namespace": "gpufleet"}, "data": {"benchmarks.yaml": table}},
+    )
+    ctl = make(api, router, clock, reputation_benchmarks_configmap="gpufleet/bench")
+    await ctl.step()
+    clock.now += timedelta(minutes=1)
+    router.serve("p", 1000, 0)  # 50 tok/s per stream against 200 x 1/2
+    await ctl.step()
+    dev = reputation(api, "p")["devices"][0]
+    assert (dev["benchmarkTokensPerSecond"], dev["throughputScore"]) == ("200", "0.5")
+    broken = make(FakeApi(), router, clock, reputation_benchmarks_configmap="gpufleet/missing")
+    await broken.step()  # a missing table is logged, the bundled one is used
+    assert broken.benchmarks.lookup(MODEL, "rtx-4090") is not None

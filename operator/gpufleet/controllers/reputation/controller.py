@@ -201,6 +201,25 @@ class ReputationController:
                 mem.loaded = True
         self.loaded = True
 
+    async def _load_benchmark_override(self) -> None:
+        """The network's own table (``GPUFLEET_REPUTATION_BENCHMARKS_CONFIGMAP``, key benchmarks.yaml)."""
+        ref = self.settings.reputation_benchmarks_configmap
+        if not ref:
+            return
+        ns, _, name = str(ref).partition("/")
+        try:
+            maps = await self.api.list(f"/api/v1/namespaces/{quote(ns)}/configmaps")
+            cm = next((m for m in maps if _meta(m).get("name") == name), None)
+            if cm is None:
+                logger.warning("benchmark ConfigMap %s not found: using the bundled table", ref)
+                return
+            table = load_benchmarks(str((cm.get("data") or {}).get("benchmarks.yaml") or ""))
+        except Exception as exc:
+            logger.warning("benchmark ConfigMap %s unusable (%s): using the bundled table", ref, exc)
+            return
+        self.benchmarks = self.benchmarks.override(table)
+        logger.info("benchmark table: %d entries from %s override the bundled ones", len(table), ref)
+
     async def _persist(self, pool: PoolKey, mem: PoolMemory) -> None:
         ns, name = pool
         cm_name = (CONFIGMAP_PREFIX + name)[:253]
@@ -241,6 +260,7 @@ class ReputationController:
         releases = await self.api.list(f"{GROUP_PATH}/enginereleases")
         if not self.loaded:
             await self._load({ns for ns, _ in pools})
+            await self._load_benchmark_override()
         excused = planner.excused_releases(releases)
 
         # 1. counters -> window
