@@ -105,8 +105,9 @@ def plan_pods(
                                        f"InferenceNode now names {inode.node_name}"))
             continue
         if pod.finished:
+            why = f" ({pod.reason}: {pod.message or ''})".replace(": )", ")") if pod.reason else ""
             plan.deletes.append(Delete(pod.name, "PodReplaced",
-                                       f"pod ended in phase {pod.phase}; a new one will be created"))
+                                       f"pod ended in phase {pod.phase}{why}; a new one will be created"))
             continue
         by_index.setdefault(pod.device_index, []).append(pod)
     terminating = {p.name for p in pods if p.deleting}

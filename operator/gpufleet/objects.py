@@ -269,6 +269,10 @@ class PodView:
     resource_version: str = ""
     restarts: int = 0  # summed over containers (crash-loop detection)
     waiting_reason: str | None = None  # e.g. CrashLoopBackOff, ImagePullBackOff
+    #: ``status.reason``/``message`` of the pod, e.g. ``OutOfnvidia.com/gpu`` when the kubelet
+    #: rejected it at admission.
+    reason: str | None = None
+    message: str | None = None
 
     @classmethod
     def from_body(cls, body: Body) -> PodView:
@@ -308,6 +312,8 @@ class PodView:
             owner_uid=owner,
             resource_version=str(meta.get("resourceVersion") or ""),
             restarts=sum(int(s.get("restartCount") or 0) for s in statuses),
+            reason=status.get("reason"),
+            message=(str(status["message"])[:512] if status.get("message") else None),
             waiting_reason=next(
                 ((s.get("state") or {}).get("waiting", {}).get("reason") for s in statuses
                  if (s.get("state") or {}).get("waiting")), None),

@@ -118,6 +118,7 @@ def inode_status(
     devices: list[dict[str, Any]] = []
     ready_count = 0
     blocked: list[str] = []
+    rejected: list[str] = []
     pending = 0
     versions: set[str] = set()
     for planned in node_plan.devices:
@@ -140,6 +141,9 @@ def inode_status(
         ready_count += ready
         if pod_of is not None and pod_of.version:
             versions.add(pod_of.version)
+        if pod_of is not None and pod_of.finished and pod_of.reason:
+            rejected.append(f"GPU {planned.index}: pod {pod_of.name} {pod_of.phase}: {pod_of.reason}"
+                            + (f": {pod_of.message}" if pod_of.message else ""))
         if verdict.pending:
             pending += 1
         elif not verdict.valid:
@@ -176,6 +180,10 @@ def inode_status(
     valid_total = sum(1 for v in verdicts.values() if v.valid)
     if not pool.exists:
         setc(READY, "False", Reason.POOL_NOT_FOUND, f"OperatorPool {inode.pool!r} does not exist")
+    elif rejected:
+        # Say why (#21 F2): the pods are replaced with back-off, not in a tight loop.
+        setc(READY, "False", Reason.POD_REJECTED,
+             f"{ready_count} of {valid_total} validated GPUs serving; " + "; ".join(rejected))
     elif ready_count and ready_count == valid_total:
         # Say what is true: "all validated GPUs", and how many are blocked (#21 F12).
         more = f"; {total - valid_total} of {total} GPUs not validated" if valid_total < total else ""

@@ -53,6 +53,7 @@ class Reason(StrEnum):
     PARTIALLY_READY = "PartiallyReady"
     NO_ENGINE_READY = "NoEngineReady"
     POOL_NOT_FOUND = "PoolNotFound"
+    POD_REJECTED = "PodRejected"  # the kubelet refused an engine pod (e.g. OutOfnvidia.com/gpu)
     INVALID_SPEC = "InvalidSpec"
     # OperatorPool
     NO_STAKE = "NoStake"

@@ -73,6 +73,8 @@ T = TypeVar("T")
 
 INODES = "inferencenodes"
 POOLS = "operatorpools"
+#: Verdict reason of a device whose GPU uuid already counts for another InferenceNode (#21 F3).
+DUPLICATE_GPU = "DuplicateGPU"
 EXPECTATION_TTL = 30.0
 UNREADY_PROBES = 3  # /readyz asks while the container is not ready yet (for clusters without probes)
 
@@ -165,12 +167,21 @@ class Reconciler:
         self._reports: dict[str, Any] = {}  # pod uid -> the agent's /v1/hardware payload
         self._report_failures: Counter[str] = Counter()
         self._obs_cache: dict[str, tuple[Hashable, Observation]] = {}
-        # The last report judged for each physical device, (node, device index) -> (GPU uuid,
-        # payload): it outlives the pod that sent it, so a device blocked by its report stays
-        # blocked (and a valid one keeps its share) while a replacement pod has not answered yet.
-        # A newer report for the device (another GPU uuid included) replaces it.
-        self._last_reports: dict[tuple[str, int], tuple[str, Any]] = {}
-        self._last_obs: dict[tuple[str, int], tuple[Hashable, Observation]] = {}
+        # The last report judged for each device of each InferenceNode, (ns, inode, node, device
+        # index) -> (GPU uuid, payload): it outlives the pod that sent it, so a device blocked by
+        # its report stays blocked (and a valid one keeps its share) while a replacement pod has
+        # not answered yet. Keyed by InferenceNode too: another InferenceNode naming the same
+        # node never inherits these reports (#21 F3). A newer report replaces it.
+        self._last_reports: dict[tuple[str, str, str, int], tuple[str, Any]] = {}
+        self._last_obs: dict[tuple[str, str, str, int], tuple[Hashable, Observation]] = {}
+        # One physical GPU (by uuid) validates for one InferenceNode device at a time (#21 F3):
+        # uuid -> (InferenceNode key, device index) that counts it, and the reverse.
+        self._uuid_owner: dict[str, tuple[Key, int]] = {}
+        self._claims: dict[Key, dict[int, str]] = {}
+        # Replacing pods that ended (e.g. rejected at admission: OutOfnvidia.com/gpu) backs off
+        # per device (#21 F2): (ns, inode, index) -> monotonic time of the next replacement.
+        self._replace_backoff = Backoff(base=1.0, cap=300.0)
+        self._replace_at: dict[tuple[str, str, int], float] = {}
         self._gate_next: dict[str, tuple[int, float]] = {}  # pod uid -> (failures, next probe time)
         self._seen_nodes: dict[str, NodeView] = {}
         self._inode_pool: dict[Key, str] = {}
@@ -293,7 +304,7 @@ class Reconciler:
             return
         if view is None:
             self._seen_nodes.pop(name, None)
-            for device in [k for k in self._last_reports if k[0] == name]:
+            for device in [k for k in self._last_reports if k[2] == name]:
                 self._last_reports.pop(device, None)
                 self._last_obs.pop(device, None)
         else:
@@ -323,6 +334,12 @@ class Reconciler:
         self.queue.add_after(("pool", namespace, pool), self.settings.pool_settle_seconds)
 
     def _forget_inode(self, key: Key) -> None:
+        for index in list(self._claims.get(key, {})):
+            self._release_claim(key, index)
+        self._claims.pop(key, None)
+        for device in [k for k in self._last_reports if k[:2] == key]:
+            self._last_reports.pop(device, None)
+            self._last_obs.pop(device, None)
         self._inode_pool.pop(key, None)
         self._expected.pop(key, None)
         self.writer.forget(INODES, *key)
@@ -452,6 +469,7 @@ class Reconciler:
             self.settings,
             release_for=release.per_device if release else None,
         )
+        retry_replace = self._hold_replacements(inode, plan, pods)
         pods, retry_gates = await self._execute(body, inode, plan, pods)
         info = release.info if release else None
         if info is None and step is not None and step.selection.message:
@@ -469,9 +487,42 @@ class Reconciler:
         await self._write_inode_status(body, inode, status, step)
         if step is not None:
             self.rollouts.after(key, body, step)
-        delays = [d for d in (retry, retry_gates) if d is not None]
+        delays = [d for d in (retry, retry_gates, retry_replace) if d is not None]
         if delays:
             self.queue.add_after(("inode", *key), min(delays))
+
+    def _hold_replacements(self, inode: InodeView, plan: PodPlan, pods: list[PodView]) -> float | None:
+        """Replace an ended pod at once the first time, then with jittered back-off per device.
+
+        A pod the kubelet rejects at admission (``OutOfnvidia.com/gpu``: two InferenceNodes on one
+        node, a foreign pod holding the GPU) would otherwise be deleted and recreated in a tight
+        loop (#21 F2: 222 creates/s for 100 such nodes). The pod stays (Failed, holding no GPU)
+        until its device's turn; the Ready condition names the rejection meanwhile.
+        """
+        by_name = {p.name: p for p in pods}
+        now = self.monotonic()
+        retry: float | None = None
+        kept: list[Any] = []
+        for delete in plan.deletes:
+            pod = by_name.get(delete.name)
+            if delete.reason != "PodReplaced" or pod is None or pod.device_index is None:
+                kept.append(delete)
+                continue
+            device = (inode.namespace, inode.name, pod.device_index)
+            due = self._replace_at.get(device, 0.0)
+            if now < due:
+                retry = due - now if retry is None else min(retry, due - now)
+                continue  # not yet: keep the ended pod, no create either (the name is taken)
+            delay = self._replace_backoff.failed(device)
+            self._replace_at[device] = now + delay
+            kept.append(delete)
+        plan.deletes = kept
+        for pod in pods:
+            if pod.device_index is not None and pod.running and pod.ready:
+                device = (inode.namespace, inode.name, pod.device_index)
+                if self._replace_at.pop(device, None) is not None:
+                    self._replace_backoff.succeeded(device)
+        return retry
 
     async def _rollout_deletes(self, key: Key, body: Body, step: Step) -> None:
         """Delete the pods a rollout batch replaces (its record is already written)."""
@@ -617,12 +668,12 @@ class Reconciler:
                 obs = observe(payload, pod.device_index, self.catalog, node, min_driver)
                 self._obs_cache[pod.uid] = (memo_key, obs)
             observations[pod.device_index] = obs
-            device = (inode.node_name, pod.device_index)
+            device = (inode.namespace, inode.name, inode.node_name, pod.device_index)
             self._last_reports[device] = (obs.device.uuid, payload)
             self._last_obs.pop(device, None)
         for planned_device in node_plan.devices:
             index = planned_device.index
-            device = (inode.node_name, index)
+            device = (inode.namespace, inode.name, inode.node_name, index)
             last = self._last_reports.get(device)
             if index in observations or last is None:
                 continue
@@ -644,7 +695,39 @@ class Reconciler:
                 remembered = _blocked_in_status(written.get(planned_device.index))
                 if remembered is not None:
                     observations[planned_device.index] = remembered
+        self._claim_gpus(inode.key, observations)
         return observations, retry
+
+    def _claim_gpus(self, key: Key, observations: dict[int, Observation]) -> None:
+        """A GPU uuid counts for one InferenceNode device; a second claimant is blocked, naming the first."""
+        claims = self._claims.setdefault(key, {})
+        for index in [i for i in claims if i not in observations or not observations[i].verdict.valid]:
+            self._release_claim(key, index)
+        for index, obs in sorted(observations.items()):
+            if not obs.verdict.valid:
+                continue
+            uuid = obs.device.uuid
+            owner = self._uuid_owner.get(uuid)
+            mine = (key, index)
+            if owner is not None and owner != mine and self._claims.get(owner[0], {}).get(owner[1]) == uuid:
+                (ns, name), other = owner
+                message = (
+                    f"GPU {uuid} is already counted for InferenceNode {ns}/{name} GPU {other}: one "
+                    "physical GPU validates for one InferenceNode (same Kubernetes node named twice, "
+                    "or a cloned GPU uuid)"
+                )
+                observations[index] = replace(obs, verdict=Verdict(False, DUPLICATE_GPU, message))
+                self._release_claim(key, index)
+                continue
+            if claims.get(index) not in (None, uuid):
+                self._release_claim(key, index)
+            claims[index] = uuid
+            self._uuid_owner[uuid] = mine
+
+    def _release_claim(self, key: Key, index: int) -> None:
+        uuid = self._claims.get(key, {}).pop(index, None)
+        if uuid is not None and self._uuid_owner.get(uuid) == (key, index):
+            del self._uuid_owner[uuid]
 
     async def _fetch_report(self, pod: PodView) -> bool:
         try:

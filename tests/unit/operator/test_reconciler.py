@@ -45,7 +45,8 @@ class FakeClient:
 
     async def proxy_get(self, ns: str, pod: str, port: int, path: str, deadline: float) -> tuple[int, Any]:
         self.calls.append(("proxy", f"{pod}{path}"))
-        return 200, hardware_json(device_json(0)) if path == "/v1/hardware" else {"ready": True}
+        index = int(pod.rsplit("-", 1)[1])  # one GPU (own uuid) per pod, as the device plugin gives
+        return 200, hardware_json(device_json(index)) if path == "/v1/hardware" else {"ready": True}
 
     async def set_pod_condition(self, ns: str, name: str, condition: dict[str, Any]) -> dict[str, Any]:
         self.calls.append(("gate", name))
