@@ -131,3 +131,66 @@ def test_apportion_conserves_and_stays_inside_the_interval(
     hi = clock.epoch_of(max(until, genesis))
     assert all(lo <= e <= hi for e in parts)
     assert parts == apportion(clock, delta, since, until)  # deterministic
+
+
+def test_refusal_messages_name_the_problem() -> None:
+    """The messages are the operator's diagnosis; pin them."""
+    clock = EpochClock(genesis=1000, length=60)
+    with pytest.raises(
+        InvalidInput,
+        match=r"^InvalidInput: Invalid input: timestamp must be an integer number of seconds, got 1\.5$",
+    ):
+        clock.epoch_of(1.5)  # type: ignore[arg-type]
+    with pytest.raises(InvalidEpoch, match=r"timestamp 999 is before the first epoch, which starts at 1000$"):
+        clock.epoch_of(999)
+    with pytest.raises(InvalidEpoch, match=r"epochs count from 1, got 0$"):
+        clock.start(0)
+    with pytest.raises(InvalidEpoch, match=r"epochs count from 1, got -3$"):
+        clock.end(-3)
+    with pytest.raises(InvalidEpoch, match=r"epochs count from 1, got 2\.0$"):
+        clock.bounds(2.0)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match=r"epoch length must be at least 1 s, got 0$"):
+        EpochClock(genesis=0, length=0)
+    with pytest.raises(InvalidInput, match=r"epoch length must be an integer number of seconds"):
+        EpochClock(genesis=0, length=True)
+    with pytest.raises(InvalidInput, match=r"epoch genesis must be an integer number of seconds, got '0'$"):
+        EpochClock(genesis="0")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match=r"grace must not be negative, got -1$"):
+        clock.last_closed(1065, grace=-1)
+    with pytest.raises(InvalidInput, match=r"grace must be an integer"):
+        clock.last_closed(1065, grace=0.5)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match=r"now must be an integer"):
+        clock.last_closed(1065.0)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match=r"cannot split 5 by weights \[0, 0\]$"):
+        split_remainder(5, [0, 0])
+    with pytest.raises(InvalidInput, match=r"a counter delta must be a non-negative integer, got -1$"):
+        apportion(clock, -1, 1000, 1010)
+    with pytest.raises(InvalidInput, match=r"a counter delta must be a non-negative integer, got 2\.0$"):
+        apportion(clock, 2.0, 1000, 1010)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match=r"interval ends \(1000\) before it starts \(1010\)$"):
+        apportion(clock, 1, 1010, 1000)
+    with pytest.raises(InvalidInput, match=r"since must be an integer"):
+        apportion(clock, 1, 1000.0, 1010)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match=r"until must be an integer"):
+        apportion(clock, 1, 1000, "1010")  # type: ignore[arg-type]
+
+
+def test_defaults_and_edges_pinned() -> None:
+    assert EpochClock().genesis == DEFAULT_GENESIS
+    assert EpochClock(genesis=5).length == 86_400
+    assert EpochClock(genesis=0, length=1).last_closed(1) == 1
+    clock = EpochClock(genesis=1000, length=60)
+    assert clock.last_closed(1061) == 1
+    assert clock.last_closed(1180, grace=0) == 3
+    assert clock.last_closed(1185, grace=5) == 3
+    assert clock.last_closed(1184, grace=5) == 2
+    assert clock.epoch_of(1000) == 1
+    assert clock.end(1) - clock.start(1) == 60
+    # apportion: zero delta over any interval is empty; a one-second interval goes to its epoch
+    assert apportion(clock, 0, 1000, 1000) == {}
+    assert apportion(clock, 3, 1059, 1060) == {1: 3}
+    assert apportion(clock, 3, 1060, 1061) == {2: 3}
+    # 100 over 20 s + 40 s: exactly one third and two thirds, rounded with the remainder rule
+    assert apportion(clock, 100, 1040, 1100) == {1: 33, 2: 67}
+    assert split_remainder(2, [1, 1, 1]) == [1, 1, 0]
+    assert split_remainder(5, [1, 3]) == [1, 4]  # 1.25 / 3.75: the larger remainder (0.75) wins
