@@ -194,4 +194,28 @@ def plot_sweep(result: dict[str, Any], out_dir: Path, prefix: str = "sweep") -> 
     _save(fig, p)
     plt.close(fig)
     paths.append(p)
+    if result.get("controller", {}).get("step_series"):
+        paths.append(plot_step_response(result, out_dir, prefix))
     return paths
+
+
+def plot_step_response(result: dict[str, Any], out_dir: Path, prefix: str = "sweep") -> Path:
+    """k and utilisation over time in the controller's load-step run."""
+    plt = _pyplot()
+    series = result["controller"]["step_series"]
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    t = [s["t"] for s in series]
+    ax.plot(t, [s["utilisation"] for s in series], color="tab:blue", label="utilisation")
+    ax.plot(t, [s["offered_load"] for s in series], color="tab:gray", linestyle="--", label="offered load")
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("simulated time (s)")
+    ax.set_ylabel("share of capacity")
+    ax2 = ax.twinx()
+    ax2.step(t, [s["k"] for s in series], where="post", color="tab:red", label="k")
+    ax2.set_ylabel("k (per INT)", color="tab:red")
+    fig.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    p = out_dir / f"{prefix}_controller_steps.png"
+    _save(fig, p)
+    plt.close(fig)
+    return p
