@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,34 @@ def register(sub: Any) -> None:
     parser.set_defaults(func=run)
 
 
+RUNNING_PHASE = "running (Ctrl-C to stop)"
+
+
+def progress_text(phase: str, progress: tuple[str, int, int] | None) -> str:
+    """``fleet converges: engine pods ready 5/9`` (what --once prints to stderr as it goes)."""
+    if not phase or phase in ("done", RUNNING_PHASE):
+        return ""
+    if progress is None:
+        return phase
+    label, done, total = progress
+    return f"{phase}: {label} {done}/{total}"
+
+
+def scenario_done_message(demo: Any, kubeconfig: Path | None) -> str:
+    """What --keep-running says once the scenario is over: how it went, where to look, how to stop."""
+    phases = ", ".join(f"{p.name}: {p.outcome}" for p in demo.result.phases)
+    verdict = "OK" if demo.result.ok else "NOT AS EXPECTED"
+    where = (
+        f" kubectl --kubeconfig {kubeconfig} get inferencenodes -A shows the fleet."
+        if kubeconfig
+        else " (--kubeconfig-out FILE lets kubectl look at it.)"
+    )
+    return (
+        f"scenario done ({verdict}: {phases}); the cluster and the operator keep running.{where} "
+        "Press Ctrl-C to stop."
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.live import Live
@@ -81,9 +110,23 @@ def run(args: argparse.Namespace) -> int:
         live = Live(console=console, refresh_per_second=4, transient=False)
         live.start()
 
+    started = time.monotonic()
+    last_line: list[str] = []
+    done_told: list[bool] = []
+
     def refresh(snapshot: dict[str, Any], phase: str, progress: tuple[str, int, int] | None) -> None:
+        if phase == RUNNING_PHASE and not done_told:
+            done_told.append(True)
+            err.print(scenario_done_message(demo, args.kubeconfig_out), markup=False, highlight=False)
         if live is not None:
-            live.update(render(snapshot, phase=phase, progress=progress))
+            live.update(render(snapshot, phase=phase, progress=progress, height=console.height))
+            return
+        # --once: one progress line on stderr whenever the phase or its progress moves.
+        line = progress_text(phase, progress)
+        if line and line != (last_line[-1] if last_line else None):
+            last_line.append(line)
+            err.print(f"[{time.monotonic() - started:5.1f}s] {line}", markup=False, highlight=False)
+
 
     demo = Demo(
         scenario,

@@ -205,7 +205,8 @@ class Demo:
             self._progress = (f"rollout {version}", len(on_new), len(nodes))
             if rollout.expect == "Succeeded":
                 stable = all(n["lastStableVersion"] == version for n in on_new)
-                return len(on_new) == len(nodes) and stable, f"{len(on_new)}/{len(nodes)} on {version}"
+                done = len(on_new) == len(nodes) and stable
+                return done, f"{len(on_new)}/{len(nodes)} serving nodes on {version}"
             mixed = [n["name"] for n in nodes if n["currentVersion"] not in (version, previous)]
             busy = [
                 n["name"]
@@ -215,7 +216,7 @@ class Demo:
             ]
             detail = (
                 f"{len(rolled_back)} rolled back to {previous}, release "
-                f"{'halted' if halted else 'active'}, {len(on_new)} on {version}"
+                f"{'halted' if halted else 'active'}, {len(on_new)} serving nodes on {version}"
             )
             if rollout.expect == "Halted":
                 return halted and bool(rolled_back) and not mixed and not busy, detail

@@ -266,3 +266,68 @@ def test_conservation_determinism_and_order_independence(
     by_score = sorted(out.pools, key=lambda p: p.score)
     for lo, hi in itertools.pairwise(by_score):
         assert hi.reward + 1 >= lo.reward
+
+
+def test_refusal_messages_are_pinned() -> None:
+    with pytest.raises(InvalidInput, match=r"stake of ns/a must be a non-negative integer, got -1$"):
+        pool("ns/a", -1, 0)
+    with pytest.raises(InvalidInput, match=r"completed jobs of ns/a must be a non-negative integer, got -2$"):
+        pool("ns/a", 0, -2)
+    with pytest.raises(
+        InvalidInput, match=r"penalized seconds of ns/a must be a non-negative integer, got -3$"
+    ):
+        pool("ns/a", 0, 0, penalized_seconds=-3)
+    with pytest.raises(InvalidInput, match=r"commission of ns/a must be a non-negative integer, got -4$"):
+        pool("ns/a", 0, 0, commission_bps=-4)
+    with pytest.raises(InvalidInput, match=r"commission of ns/a is over 10000 bps: 10001$"):
+        pool("ns/a", 0, 0, commission_bps=10_001)
+    a = pool("ns/a", 1, 1)
+    with pytest.raises(InvalidInput, match=r"each pool \(and each address\) may appear once in an epoch$"):
+        compute_epoch_rewards(1, CLOCK, [a, a], emission=1)
+    with pytest.raises(InvalidInput, match=r"emission must be a non-negative integer, got -1$"):
+        compute_epoch_rewards(1, CLOCK, [a], emission=-1)
+    out = compute_epoch_rewards(4, CLOCK, [a], emission=1)
+    with pytest.raises(InvalidInput, match=r"pool ns/zz has no line in epoch 4$"):
+        out.pool("ns/zz")
+    assert pool("ns/a", 0, 0, commission_bps=10_000).commission_bps == 10_000
+
+
+def test_lines_and_record_details() -> None:
+    pools = [pool("ns/b", 3, 2, commission_bps=5000), pool("ns/a", 1, 4, halted=True), pool("ns/c", 0, 9)]
+    out = compute_epoch_rewards(2, CLOCK, pools, emission=99)
+    assert [p.pool for p in out.pools] == ["ns/a", "ns/b", "ns/c"]  # sorted by pool
+    assert (out.epoch, out.start, out.end, out.emission, out.rule) == (2, 100, 200, 99, RULE_JOBS_X_STAKE)
+    a, b, c = out.pools
+    assert (a.eligible_seconds, a.score, a.reward, a.commission) == (0, 0, 0, 0)
+    assert (b.eligible_seconds, b.score, b.reward, b.commission, b.delegators) == (100, 600, 99, 49, 50)
+    assert (c.completed, c.stake, c.score, c.reward) == (9, 0, 0, 0)
+    assert b.leaf == RewardLeaf(b.address, 99, 0)
+    assert out.pools_paid == 1
+    assert out.distributed == 99
+    assert out.undistributed == 0
+    assert len(out.merkle_roots) == 1
+    assert len(out.merkle_roots[0]) == 64
+    assert out.locate("ns/b").leaf == b.leaf
+    lines = [RecordedLine(p.pool, p.address, p.reward) for p in out.pools]
+    problems = verify_record(lines, out.merkle_roots, 100)
+    assert problems == ["rewards 99 + undistributed 0 != emission 100"]
+    problems = verify_record(lines, ["00" * 32], 99)
+    assert problems == [f"recorded roots {['00' * 32]} != rebuilt {out.merkle_roots}"]
+    assert verify_record([], ["ab"], 0) == ["roots recorded for an epoch without pools"]
+    # penalised time exactly the length: no eligibility; one second less: one second
+    edge = compute_epoch_rewards(
+        1,
+        CLOCK,
+        [pool("ns/a", 1, 1, penalized_seconds=100), pool("ns/b", 1, 1, penalized_seconds=99)],
+        emission=7,
+    )
+    assert [p.eligible_seconds for p in edge.pools] == [0, 1]
+    assert [p.reward for p in edge.pools] == [0, 7]
+
+
+def test_penalized_seconds_cursor_edges() -> None:
+    assert penalized_seconds([(0, 100)], 0, 100) == 100
+    assert penalized_seconds([(0, 50), (50, 100)], 0, 100) == 100  # touching intervals
+    assert penalized_seconds([(0, 60), (10, 40), (50, 70)], 0, 100) == 70
+    assert penalized_seconds([(30, 30)], 0, 100) == 0
+    assert penalized_seconds([(10, None)], 0, 100) == 90
