@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import aiohttp
@@ -154,3 +155,54 @@ async def test_penalty_annotation_sends_traffic_to_zero_and_back(make_router: An
     assert await fire(router, 40) == {200: 40}
     assert b.served > before[1]
     assert api.get("operatorpools", "fleet", "pool-b")["status"]["reputation"]["weight"] == "1"
+
+
+async def test_a_lower_tier_lowers_the_routed_share_as_predicted(make_router: Any) -> None:
+    """Measured tier -> reputation weight -> priority -> Envoy weight -> routed share, within bounds."""
+    from gpufleet.reputation.routing import pool_reputation_weight
+    from gpufleet.router.weights import plan_routing
+
+    router: Router = await make_router(outlier_consecutive_failures=1000, priority_k="0.0001")
+    good = Flaky(name="good", port=free_port(), every=0)
+    flaky = Flaky(name="flaky", port=free_port(), every=33)  # ~3%: tier 3, multiplier 0.8
+    for s in (good, flaky):
+        await s.start()
+    try:
+        devices = [
+            Device("good", good.port, "100000", pool="good", inode="good-node"),
+            Device("flaky", flaky.port, "100000", pool="flaky", inode="flaky-node"),
+        ]
+        await router.program(devices)
+        await fire(router, 600)
+        snap = await router.scrape_until(lambda sn: sum(d.requests for d in sn.devices) >= 600)
+        api = fleet_api(["good", "flaky", "p3", "p4", "p5"])
+        clock = Clock(T0)
+        empty = snap.model_copy(update={"devices": ()})
+        feeds = iter([[empty], [snap]])
+
+        async def fetch() -> list[RouterStats]:
+            return next(feeds)
+
+        ctl = ReputationController(settings(), api, fetch, clock=clock, monotonic=clock.mono)
+        await ctl.step()
+        clock.now += timedelta(minutes=1)
+        await ctl.step()
+        weights = {p: pool_reputation_weight(api.get("operatorpools", "fleet", p)) for p in ("good", "flaky")}
+        assert weights["good"] == 1
+        assert weights["flaky"] == Decimal("0.8")
+        # The router reads the weight from the pool (here as spec.reputationWeight: see docs/reputation.md).
+        await router.program(devices, reputation={p: str(w) for p, w in weights.items()})
+        # the shares the router intends: priority 1 + 0.0001 x 100000 x w = 11 and 9
+        _, groups = plan_routing(list(router.plane.plan.eligible), router.plane.k)
+        shares = {m.endpoint.pod: float(m.share) for m in groups["m"].endpoints}
+        assert shares["flaky"] == pytest.approx(9 / 20)
+        before = (good.served, flaky.served)
+        n = 2000
+        await fire(router, n, concurrency=1)
+        got = flaky.served - before[1]
+        # EDF weighted round robin is deterministic; retried failures move ~3% of flaky's picks to good
+        expected = n * 9 / 20
+        assert abs(got - expected * (1 - 1 / 33)) < 0.02 * n
+    finally:
+        for s in (good, flaky):
+            await s.stop()
