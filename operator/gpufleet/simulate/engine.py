@@ -499,11 +499,26 @@ def run(scn: Scenario, fleet: Fleet | None = None) -> RawResult:
                 if work > 0:
                     dev_hour_decode[d] += (now - req_start[rid]) * (tokens / work)
             if hq[d]:
-                nxt = hq[d].popleft()
-                if req_t0[nxt] >= warmup:
-                    queue_delay.append(now - req_t0[nxt])
-                start(d, nxt, now)  # reschedules the device
-                continue
+                # The host's pending queue takes the freed connection; the request can still fail
+                # before its first byte (then it is retried once with a new pick).
+                q = hq[d]
+                p_fail = op_fail[op]
+                while q and active[d] < cap[d]:
+                    nxt = q.popleft()
+                    if p_fail and r_fail.random() < p_fail:
+                        dev_fail[d] += 1
+                        hour_fail[op] += 1
+                        if retry_failed_once and not req_retried[nxt]:
+                            req_retried[nxt] = 1
+                            dispatch(nxt, now)
+                        elif req_t0[nxt] >= warmup:
+                            failed += 1
+                        continue
+                    if req_t0[nxt] >= warmup:
+                        queue_delay.append(now - req_t0[nxt])
+                    start(d, nxt, now)  # reschedules the device
+                if active[d] >= n:
+                    continue  # something started here (start() rescheduled the device)
             if find_free and n == cap[d] and eligible(d):
                 sel_add[dev_model[d]](d)
             m = dev_model[d]

@@ -139,3 +139,24 @@ def test_host_queue_mode_waits_behind_the_picked_host() -> None:
     assert raw.series[-1]["queued"] > 50
     # Round robin still gave both the same number of requests (all drain after arrivals stop).
     assert abs(raw.dev_jobs[0] - raw.dev_jobs[1]) <= 1
+
+
+def test_host_queue_requests_can_still_fail_when_they_start() -> None:
+    # Every request of a saturated flaky host waits in its queue first; failures must still be
+    # charged when they finally start (not only to requests that found a free slot at once).
+    scn = small(
+        duration_s=300.0,
+        operators__count=2,
+        operators__devices_per_operator={1: 1},
+        operators__gpus={"h100-sxm": 1},
+        operators__flaky_fraction=0.5,
+        operators__flaky_failure_rate=0.3,
+        models=[{"name": "m", "concurrency": 1, "throughput": {"h100-sxm": 100.0}}],
+        arrivals={"load": 0.95},
+        router={"policy": "edf", "overflow": "host"},
+    )
+    raw = run(scn)
+    flaky = 0 if raw.fleet.op_failure[0] == 0.3 else 1
+    d = raw.fleet.op_devices[flaky][0]
+    tried = raw.dev_jobs[d] + raw.dev_failures[d]
+    assert raw.dev_failures[d] == pytest.approx(0.3 * tried, rel=0.2)
