@@ -45,6 +45,13 @@ def register(sub: Any) -> None:
         action="store_true",
         help="After the rollouts, close two short epochs and show rewards and points per pool.",
     )
+    parser.add_argument(
+        "--traffic",
+        action="store_true",
+        help="After the rollouts, send requests through the real stake-weighted router (Envoy) to fake "
+        "engines and show each device's priority, intended and observed share, at k = 0 and at the "
+        "operator's k.",
+    )
     parser.set_defaults(func=run)
 
 
@@ -127,13 +134,13 @@ def run(args: argparse.Namespace) -> int:
             last_line.append(line)
             err.print(f"[{time.monotonic() - started:5.1f}s] {line}", markup=False, highlight=False)
 
-
     demo = Demo(
         scenario,
         kubeconfig_out=args.kubeconfig_out,
         refresh=refresh,
         phase_timeout=args.phase_timeout,
         epochs=args.epochs,
+        traffic=args.traffic,
     )
     if args.kubeconfig_out:
         err.print(f"kubeconfig for the emulated cluster: {args.kubeconfig_out}")

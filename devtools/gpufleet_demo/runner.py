@@ -91,9 +91,11 @@ class Demo:
         phase_timeout: float = 40.0,
         poll: float = 0.2,
         epochs: bool = False,
+        traffic: bool = False,
     ) -> None:
         self.scenario = scenario
         self.epochs = epochs  # #19: close two short epochs after the rollouts (gpufleet_demo.epochs)
+        self.traffic = traffic  # #16: requests through the real router (gpufleet_demo.traffic)
         self.kubeconfig_out = kubeconfig_out
         self.refresh = refresh
         self.phase_timeout = phase_timeout
@@ -302,6 +304,10 @@ class Demo:
                         from gpufleet_demo.epochs import run_epochs_phase
 
                         await run_epochs_phase(self)
+                    if self.traffic and not self._signalled.is_set():
+                        from gpufleet_demo.traffic import run_traffic_phase
+
+                        await run_traffic_phase(self)
                 epochs_snapshot = self.result.snapshot.get("epochs")
                 self.result.snapshot = self.snapshot()
                 if epochs_snapshot is not None:
