@@ -9,6 +9,7 @@ views only reject what would make planning meaningless, with a message naming th
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -178,6 +179,13 @@ class PoolView:
         rep = None if rep_raw is None else _decimal(rep_raw, Decimal(1), f"{where}: spec.reputationWeight")
         if rep is not None and not Decimal(0) <= rep <= Decimal(1):
             raise InvalidObject(f"{where}: spec.reputationWeight {rep} is outside [0, 1]")
+        if rep is None:
+            # #17: without the spec override, the weight the reputation controller measured.
+            measured = ((body.get("status") or {}).get("reputation") or {}).get("effectiveWeight")
+            if measured is not None:
+                with suppress(InvalidObject):
+                    value = _decimal(measured, Decimal(1), f"{where}: status.reputation.effectiveWeight")
+                    rep = value if Decimal(0) <= value <= Decimal(1) else None
         return cls(
             namespace=str(meta.get("namespace") or "default"),
             name=str(meta.get("name") or ""),
