@@ -144,6 +144,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.kubeconfig_out:
         err.print(f"kubeconfig for the emulated cluster: {args.kubeconfig_out}")
+    if live is None:
+        err.print("[  0.0s] starting the emulated cluster, its GPU nodes and the operator", markup=False)
     try:
         result = asyncio.run(demo.run(keep_running=args.keep_running))
     except ScenarioError as exc:  # the API server refused a manifest the pre-check let through
@@ -164,7 +166,8 @@ def run(args: argparse.Namespace) -> int:
             style = "green" if phase.outcome == phase.expected else "red"
             console.print(
                 f"[{style}]{phase.name}: {phase.outcome}[/{style}] (expected {phase.expected}, "
-                f"{phase.seconds:.1f}s) {phase.detail}"
+                f"{phase.seconds:.1f}s) {phase.detail}",
+                soft_wrap=True,
             )
         console.print(f"demo finished in {result.seconds:.1f}s: {'OK' if result.ok else 'NOT AS EXPECTED'}")
     if any(p.outcome == "Interrupted" for p in result.phases):
