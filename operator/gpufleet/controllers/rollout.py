@@ -500,6 +500,7 @@ class RolloutController:
         )
         fields["observedGeneration"] = generation
         METRICS.set_release_halted(name, version, decision.halted)
+        METRICS.record_engine_release(name, version, str(spec.get("channel") or ""))
         _, patch = await self.host.writer.write(
             RELEASES, body, fields, conditions=conditions, owned=(HALTED,)
         )
