@@ -140,7 +140,7 @@ class Kubelet:
                 return b
         kind = labels.get(BEHAVIOUR_LABEL)
         if kind in get_args(BehaviourKind):
-            return Behaviour(kind)  # the label both backends understand (the real one's kwok Stages too)
+            return Behaviour(kind)  # type: ignore[arg-type]  # the shared behaviour label, checked above
         for c in pod.get("spec", {}).get("containers") or []:
             if c.get("image") in self.by_image:
                 return self.by_image[c["image"]]

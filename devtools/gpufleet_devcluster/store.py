@@ -13,6 +13,7 @@ import bisect
 import contextlib
 import json
 import random
+import re
 import time
 import uuid
 from collections import deque
@@ -468,6 +469,7 @@ class Store:
                 if (ns, name) not in bucket.objects:
                     break
         _check_name(rtype, name)
+        _check_metadata(rtype, meta)
         if (ns, name) in bucket.objects:
             raise errors.already_exists(rtype.plural, name, rtype.group)
         if rtype.namespaced:
@@ -723,6 +725,10 @@ class Store:
             if not meta.get("finalizers"):
                 meta.pop("finalizers", None)
             new["metadata"] = meta
+            if meta.get("labels") != old_meta.get("labels") or meta.get("ownerReferences") != old_meta.get(
+                "ownerReferences"
+            ):
+                _check_metadata(rtype, meta)
             if rtype.plural == "pods" and not rtype.group:
                 _check_pod_update(old, new)
             if _spec_part(new, rtype) != _spec_part(old, rtype):
@@ -1022,6 +1028,53 @@ def _entry_key(e: Entry) -> ObjKey:
     return meta.get("namespace", ""), meta["name"]
 
 
+def _label_key_problem(key: str) -> str | None:
+    prefix, _, name = key.rpartition("/")
+    if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix)):
+        return "prefix part must be a lowercase RFC 1123 subdomain"
+    if not name or len(name) > 63:
+        return "name part must be no more than 63 bytes" if name else "name part must be non-empty"
+    if not _QUALIFIED_NAME.fullmatch(name):
+        return (
+            "name part must consist of alphanumeric characters, '-', '_' or '.', and must start "
+            "and end with an alphanumeric character"
+        )
+    return None
+
+
+def _check_metadata(rtype: ResourceType, meta: JsonObj) -> None:
+    """Label keys and values and owner references, as apimachinery's ObjectMeta validation."""
+    problems: list[tuple[str, str]] = []
+    for key, value in (meta.get("labels") or {}).items():
+        key_problem = _label_key_problem(str(key))
+        if key_problem:
+            problems.append(("metadata.labels", f"Invalid value: {key!r}: {key_problem}"))
+        if not isinstance(value, str):
+            continue
+        if len(value) > 63:
+            problems.append(("metadata.labels", f"Invalid value: {value!r}: must be no more than 63 bytes"))
+        elif not _LABEL_VALUE.fullmatch(value):
+            problems.append(
+                (
+                    "metadata.labels",
+                    f"Invalid value: {value!r}: a valid label must be an empty string or consist of "
+                    "alphanumeric characters, '-', '_' or '.', and must start and end with an "
+                    "alphanumeric character",
+                )
+            )
+    for key in meta.get("annotations") or {}:
+        key_problem = _label_key_problem(str(key))
+        if key_problem:
+            problems.append(("metadata.annotations", f"Invalid value: {key!r}: {key_problem}"))
+    refs = meta.get("ownerReferences") or []
+    if len([r for r in refs if isinstance(r, dict) and r.get("controller")]) > 1:
+        problems.append(
+            ("metadata.ownerReferences", "Invalid value: only one reference can have Controller set to true")
+        )
+    if problems:
+        raise errors.invalid(rtype.kind, rtype.group, str(meta.get("name", "")), problems)
+
+
 def _spec_part(obj: JsonObj, rtype: ResourceType) -> JsonObj:
     skip = (
         ("metadata", "status", "kind", "apiVersion")
@@ -1031,17 +1084,21 @@ def _spec_part(obj: JsonObj, rtype: ResourceType) -> JsonObj:
     return {k: v for k, v in obj.items() if k not in skip}
 
 
-_DNS_LABEL_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-.")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+_QUALIFIED_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
 
 
 def _check_name(rtype: ResourceType, name: Any) -> None:
+    # As apimachinery's IsDNS1123Subdomain (IsDNS1123Label, 63 bytes, for namespaces): fullmatch,
+    # so "a..b" or a trailing newline are refused like in Go.
+    is_label = rtype.plural == "namespaces" and not rtype.group
     if (
         not isinstance(name, str)
         or not name
-        or len(name) > 253
-        or not set(name) <= _DNS_LABEL_CHARS
-        or not name[0].isalnum()
-        or not name[-1].isalnum()
+        or len(name) > (63 if is_label else 253)
+        or not (_DNS_LABEL if is_label else _DNS_SUBDOMAIN).fullmatch(name)
     ):
         raise errors.invalid(
             rtype.kind,

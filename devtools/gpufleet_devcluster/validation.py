@@ -133,6 +133,9 @@ def schema_validator(
         crd = hit[1]
         target = _without(obj, "spec")
         old = _without(old, "spec")
+    target = _go_semantics(rtype, crd, target)
+    if target is not obj and old is None:
+        obj = target
     check, schema = _fast(crd, str(target.get("apiVersion")))
     if check is not None and schema is not None:
         from gpufleet.api.validation import apply_defaults
@@ -145,7 +148,17 @@ def schema_validator(
     stored = compiled.default(target)
     problems = compiled.validate(stored, old)
     unknown = [e for e in problems if e.type == "Unknown field"]
-    if unknown and not strict:
+    if unknown and strict:
+        # kube-apiserver refuses unknown fields while decoding, before the schema: 400, not 422.
+        version = str(obj.get("apiVersion", "")).rpartition("/")[2]
+        fields = ", ".join(f'unknown field "{e.path}"' for e in unknown)
+        raise errors.APIError(
+            400,
+            "BadRequest",
+            f'{rtype.kind} in version "{version}" cannot be handled as a {rtype.kind}: '
+            f"strict decoding error: {fields}",
+        )
+    if unknown:
         for e in unknown:
             _prune(stored, e.path)
         problems = [e for e in problems if e.type != "Unknown field"]
@@ -167,3 +180,96 @@ def _merge_back(obj: JsonObj, target: JsonObj, stored: JsonObj) -> JsonObj:
     if "status" in stored:
         merged["status"] = stored["status"]
     return merged
+
+
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _version_schema(crd: JsonObj, api_version: str) -> JsonObj | None:
+    version = api_version.rpartition("/")[2]
+    for v in crd.get("spec", {}).get("versions") or []:
+        if v.get("name") == version:
+            schema: JsonObj | None = (v.get("schema") or {}).get("openAPIV3Schema")
+            return schema
+    return None
+
+
+def _go_dollar(pattern: str) -> str:
+    """The pattern with Go's `$` (end of text; Python's `$` also matches before a final newline)."""
+    return re.sub(r"(?<!\\)\$", r"\\Z", pattern)
+
+
+def _go_semantics(rtype: ResourceType, crd: JsonObj, obj: JsonObj) -> JsonObj:
+    """What kube-apiserver does before and beside the schema check, which the shared validator
+    (Python semantics) would answer differently: integral floats in integer fields become ints,
+    integers beyond int64 are refused, a null for a non-nullable field with a default is dropped
+    (then defaulted), and `pattern`s use Go regexp's `$`. Returns obj, or a normalised copy."""
+    schema = _version_schema(crd, str(obj.get("apiVersion", "")))
+    if schema is None:
+        return obj
+    problems: list[tuple[str, str]] = []
+    changed = [False]
+
+    def walk(node: JsonObj, value: Any, path: str) -> Any:
+        kind = node.get("type")
+        if value is None:
+            return value
+        if kind == "integer" and isinstance(value, float) and value.is_integer():
+            changed[0] = True
+            value = int(value)
+        if kind == "integer" and isinstance(value, int) and not isinstance(value, bool):
+            if not _INT64[0] <= value <= _INT64[1]:
+                problems.append(
+                    (path, f'Invalid value: "number": {path} in body must be of type integer: "number"')
+                )
+            return value
+        if kind == "string" and isinstance(value, str) and "pattern" in node:
+            pattern = node["pattern"]
+            if re.search(pattern, value) and not re.search(_go_dollar(pattern), value):
+                problems.append(
+                    (path, f"Invalid value: {json.dumps(value)}: {path} in body should match '{pattern}'")
+                )
+            return value
+        if isinstance(value, dict):
+            props = node.get("properties")
+            out = value
+            if props is not None:
+                for name, sub in props.items():
+                    if name not in value:
+                        continue
+                    if value[name] is None and "default" in sub and not sub.get("nullable"):
+                        if out is value:
+                            out = dict(value)
+                        del out[name]
+                        changed[0] = True
+                        continue
+                    new = walk(sub, value[name], f"{path}.{name}" if path else name)
+                    if new is not value[name]:
+                        if out is value:
+                            out = dict(value)
+                        out[name] = new
+            elif isinstance(node.get("additionalProperties"), dict):
+                sub = node["additionalProperties"]
+                for name, item in value.items():
+                    new = walk(sub, item, f"{path}[{name}]")
+                    if new is not item:
+                        if out is value:
+                            out = dict(value)
+                        out[name] = new
+            return out
+        if isinstance(value, list) and isinstance(node.get("items"), dict):
+            items = [walk(node["items"], item, f"{path}[{i}]") for i, item in enumerate(value)]
+            return items if any(a is not b for a, b in zip(items, value, strict=True)) else value
+        return value
+
+    out = {
+        k: (
+            walk(schema["properties"][k], v, k)
+            if k in (schema.get("properties") or {}) and k != "metadata"
+            else v
+        )
+        for k, v in obj.items()
+    }
+    if problems:
+        raise errors.invalid(rtype.kind, rtype.group, str(obj.get("metadata", {}).get("name", "")), problems)
+    return out if changed[0] or any(out[k] is not obj[k] for k in obj) else obj

@@ -7,7 +7,8 @@ on loopback with simulated GPU nodes. Importing this package starts and builds n
 
 from __future__ import annotations
 
+from gpufleet_devcluster.kubelet import BEHAVIOUR_LABEL
 from gpufleet_devcluster.real.build import bin_dir, find_go, is_built
-from gpufleet_devcluster.real.stages import BEHAVIOUR_LABEL, Timings
+from gpufleet_devcluster.real.stages import Timings
 
 __all__ = ["BEHAVIOUR_LABEL", "Timings", "bin_dir", "find_go", "is_built"]

@@ -543,7 +543,7 @@ class RealCluster:
                 ext.create_custom_resource_definition(crd)
             except client.ApiException as exc:
                 if exc.status == 422 and tolerate:
-                    self.crd_errors[name] = json.loads(exc.body).get("message", exc.body)
+                    self.crd_errors[name] = json.loads(exc.body or "{}").get("message", str(exc))
                     log.warning("CRD %s refused by kube-apiserver: %s", name, self.crd_errors[name])
                     continue
                 if exc.status != 409:

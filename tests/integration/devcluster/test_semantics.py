@@ -436,7 +436,9 @@ def test_dependent_with_a_living_owner_survives(
     a = custom.create_namespaced_custom_object(*WIDGET, widget("a"))
     b = custom.create_namespaced_custom_object(*WIDGET, widget("b"))
     body = _owned("dep", a)
-    body["metadata"]["ownerReferences"].append(_owned("x", b)["metadata"]["ownerReferences"][0])
+    # Only one owner may be the controller (kube-apiserver: 422 otherwise).
+    second = {**_owned("x", b)["metadata"]["ownerReferences"][0], "controller": False}
+    body["metadata"]["ownerReferences"].append(second)
     core.create_namespaced_config_map("default", body)
     custom.delete_namespaced_custom_object(*WIDGET, "a")
     assert core.read_namespaced_config_map("dep", "default").metadata.name == "dep"
@@ -615,14 +617,15 @@ def test_pod_log_comes_from_the_simulated_kubelet(core: client.CoreV1Api) -> Non
 
 
 def test_field_validation_strict_rejects_unknown_fields(api: client.ApiClient) -> None:
-    # Kubernetes: fieldValidation=Strict turns silent pruning of unknown fields into a 422.
+    # Kubernetes: fieldValidation=Strict turns silent pruning of unknown fields into a 400
+    # BadRequest ("strict decoding error: unknown field"), before any schema validation.
     url = f"{api.configuration.host}/apis/example.com/v1/namespaces/default/widgets"
     body = json.dumps(widget("w", bogus="x")).encode()
     resp = api.rest_client.pool_manager.request(
         "POST", url + "?fieldValidation=Strict", body=body, headers={"Content-Type": "application/json"}
     )
-    assert resp.status == 422
-    assert "spec.bogus" in json.loads(resp.data)["message"]
+    assert resp.status == 400
+    assert 'unknown field "spec.bogus"' in json.loads(resp.data)["message"]
     resp = api.rest_client.pool_manager.request(
         "POST", url, body=body, headers={"Content-Type": "application/json"}
     )

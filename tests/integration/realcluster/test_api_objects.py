@@ -72,7 +72,7 @@ def test_every_crd_is_established_and_served(cluster: Backend) -> None:
     names = {yaml.safe_load(p.read_text())["metadata"]["name"] for p in (ROOT / "crds").glob("*.yaml")}
     served = {c.metadata.name: c for c in ext.list_custom_resource_definition().items}
     missing = names - set(served)
-    assert not missing, f"CRDs refused or not served: {sorted(missing)} (the real backend logs why at start-up)"
+    assert not missing, f"CRDs refused or not served: {sorted(missing)} (start-up logs say why)"
     for name in names:
         conds = {c.type: c.status for c in served[name].status.conditions or []}
         assert conds.get("Established") == "True", (name, conds)
