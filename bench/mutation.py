@@ -162,6 +162,33 @@ def mutmut(work: Path, *args: str, timeout: float | None = None) -> subprocess.C
     )
 
 
+_DIFFS = """
+import json, sys
+from mutmut.mutation.diff_apply import get_diff_for_mutant
+names, path = json.load(sys.stdin)
+print(json.dumps({n: get_diff_for_mutant(n, path=path) for n in names}))
+"""
+
+
+def diffs(work: Path, mutated: str, names: list[str]) -> dict[str, str]:
+    """Each mutant's diff (what ``mutmut show`` prints), computed in one process for all of them."""
+    if not names:
+        return {}
+    proc = subprocess.run(
+        [sys.executable, "-c", _DIFFS],
+        cwd=work,
+        input=json.dumps([names, mutated]),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr[-2000:])
+        return {n: mutmut(work, "show", n).stdout.split("\n", 1)[-1] for n in names}
+    result: dict[str, str] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
 def load_equivalent() -> dict[str, dict[str, str]]:
     """``{mutant name: {"line": fragment of the mutated line, "reason": why no test can kill it}}``."""
     if not EQUIVALENT.is_file():
@@ -193,10 +220,11 @@ def run_module(module: str, tests: list[str], jobs: int, keep: bool) -> dict[str
     verdicts = {name: STATUS.get(code, "suspicious") for name, code in meta["exit_code_by_key"].items()}
     equivalent = load_equivalent()
     survivors = []
-    for name, status in sorted(verdicts.items(), key=lambda kv: _natural(kv[0])):
-        if status in KILLED:
-            continue
-        diff = mutmut(work, "show", name).stdout.split("\n", 1)[-1].strip()
+    left = sorted((n for n, st in verdicts.items() if st not in KILLED), key=_natural)
+    all_diffs = diffs(work, mutated, left)
+    for name in left:
+        status = verdicts[name]
+        diff = all_diffs.get(name, "").strip()
         entry = equivalent.get(name)
         reason, stale = "", False
         if entry:
