@@ -6,7 +6,8 @@ phase takes a few seconds of real time. Its counters come from a simulated route
 jobs are drawn among the ready devices with probability proportional to their priority score
 (what the stake-weighted router does), seeded so every run is the same, and served through the
 router's own stats model (``gpufleet.router.stats``). When the router's traffic phase is part of
-the demo, its ``/v1/stats`` replaces this simulation (pass ``router_urls``).
+the demo (``--traffic``, which runs first), its counters replace this simulation: the router's
+k = 0 step becomes epoch 1 and its stake-weighted step epoch 2.
 
 In epoch 2 one pool is under a Penalty for 20 of the 60 seconds (no traffic, less eligibility),
 and a PointsAward grants bonus points. The phase checks that each epoch's rewards sum to the
@@ -147,8 +148,10 @@ async def run_epochs_phase(demo: Any, *, router_urls: str | None = None) -> Any:
         metrics_port=0,
     )
 
+    replay: list[JsonObj] = []  # the traffic phase's counters, when it ran (see below)
+
     async def fetch(_: str) -> Mapping[str, Any]:
-        return router.stats()
+        return replay[-1] if replay else router.stats()
 
     client = KubeClient(connection_from_kubeconfig(cluster.kubeconfig_path))
     controller = EpochController(
@@ -190,15 +193,34 @@ async def run_epochs_phase(demo: Any, *, router_urls: str | None = None) -> Any:
                 },
             }
         )
-        await controller.step()  # baseline
-        for t in range(
-            genesis + SCRAPE_SECONDS, genesis + 2 * EPOCH_SECONDS + 2 * SCRAPE_SECONDS, SCRAPE_SECONDS
-        ):
-            blocked = frozenset({penalised}) if pen_start <= t - SCRAPE_SECONDS < pen_end else frozenset()
-            if t <= genesis + 2 * EPOCH_SECONDS:
-                router.serve(JOBS_PER_SCRAPE, blocked)
-            router.now = t
-            await controller.step()
+        snapshots = list(getattr(demo, "router_snapshots", None) or [])
+        if len(snapshots) >= 2:
+            # The traffic phase's real router (Envoy) counted its two k steps: one epoch each.
+            source = "the traffic phase's router (epoch 1: its k=0 step, epoch 2: its stake-weighted step)"
+            since = datetime.fromtimestamp(genesis - 1, UTC)
+            first, last = snapshots[0], snapshots[-1]
+            timeline = [
+                (genesis + 1, first.model_copy(update={"devices": ()})),
+                (genesis + EPOCH_SECONDS - 5, first),
+                (genesis + EPOCH_SECONDS + SCRAPE_SECONDS + 1, first),
+                (genesis + 2 * EPOCH_SECONDS - 5, last),
+                (genesis + 2 * EPOCH_SECONDS + SCRAPE_SECONDS + 1, last),
+            ]
+            for t, snap in timeline:
+                router.now = t
+                update = {"since": since, "observed_at": datetime.fromtimestamp(t, UTC)}
+                replay.append(snap.model_copy(update=update).model_dump(mode="json"))
+                await controller.step()
+        else:
+            source = "a simulated router drawing jobs by priority (run with --traffic for the real one)"
+            await controller.step()  # baseline
+            end = genesis + 2 * EPOCH_SECONDS + 2 * SCRAPE_SECONDS
+            for t in range(genesis + SCRAPE_SECONDS, end, SCRAPE_SECONDS):
+                blocked = frozenset({penalised}) if pen_start <= t - SCRAPE_SECONDS < pen_end else frozenset()
+                if t <= genesis + 2 * EPOCH_SECONDS:
+                    router.serve(JOBS_PER_SCRAPE, blocked)
+                router.now = t
+                await controller.step()
         await controller.drain_events()
         epochs = sorted(
             (e for e in demo._objects("Epoch")),
@@ -221,7 +243,8 @@ async def run_epochs_phase(demo: Any, *, router_urls: str | None = None) -> Any:
             cut = lines[1][key]["eligibility"] != "1"
             phase.outcome = "EpochsClosed" if cut else "PenaltyNotApplied"
             phase.detail = (
-                f"rewards sum to the emission and every proof verifies; {key} penalised 20 s in epoch 2 "
+                f"jobs from {source}; rewards sum to the emission and every proof verifies; "
+                f"{key} penalised 20 s in epoch 2 "
                 f"(eligibility {lines[1][key]['eligibility']})\n{_table(epochs, pool_status)}"
             )
         demo.result.snapshot = {**demo.snapshot(), "epochs": [e["spec"] for e in epochs]}

@@ -300,14 +300,14 @@ class Demo:
                             )
                             continue
                         previous = await self._rollout(rollout, previous)
-                    if self.epochs and not self._signalled.is_set():
-                        from gpufleet_demo.epochs import run_epochs_phase
-
-                        await run_epochs_phase(self)
                     if self.traffic and not self._signalled.is_set():
                         from gpufleet_demo.traffic import run_traffic_phase
 
                         await run_traffic_phase(self)
+                    if self.epochs and not self._signalled.is_set():  # after traffic: uses its counters
+                        from gpufleet_demo.epochs import run_epochs_phase
+
+                        await run_epochs_phase(self)
                 epochs_snapshot = self.result.snapshot.get("epochs")
                 self.result.snapshot = self.snapshot()
                 if epochs_snapshot is not None:

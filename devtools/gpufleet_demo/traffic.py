@@ -200,6 +200,8 @@ async def run_traffic_phase(demo: Any, *, per_model: int = REQUESTS_PER_MODEL) -
                     break
                 await asyncio.sleep(0.1)
             snap = plane.snapshot()
+            # #19: the epochs phase (run after this one) closes one epoch per k step from these counters
+            demo.__dict__.setdefault("router_snapshots", []).append(snap)
             for model, group in plane.groups.items():
                 total = sum(d.requests - before.get(d.key, 0) for d in snap.devices if d.key.model == model)
                 for member in group.endpoints:
