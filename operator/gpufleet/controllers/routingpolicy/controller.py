@@ -13,16 +13,26 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
-from gpufleet.controllers.reputation.controller import GROUP_PATH, Api
 from gpufleet.controllers.routingpolicy import planner
 from gpufleet.metrics import METRICS
 from gpufleet.reputation.kcontrol import KStep
 from gpufleet.router.stats import RouterStats
 
 logger = logging.getLogger("gpufleet.routingpolicy")
+
+GROUP_PATH = "/apis/gpufleet.io/v1alpha1"
+
+
+class Api(Protocol):
+    """What the k controller needs from the API server (the reputation controller's ``KubeApi`` fits)."""
+
+    async def list(self, path: str) -> list[dict[str, Any]]: ...
+    async def create(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]: ...
+    async def patch(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]: ...
+    async def event(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None: ...
 
 
 class RoutingPolicyController:
