@@ -122,3 +122,51 @@ def test_events_carry_reasons_and_messages(output: str) -> None:
         "identified as NVIDIA A100 80GB PCIe" in seen[("Normal", "DeviceValidated", "inferencenode/a100-box")]
     )
     assert ("Normal", "MinimumMet", "operatorpool/operator-a") in seen
+
+
+#: What the runbooks' placeholders stand for on the walkthrough's fleet.
+RUNBOOK_VARS = {
+    "$NS": "fleet",
+    "$INODE": "liar-box",
+    "$POOL": "operator-a",
+    "$REL": "engine-1.4.2",
+    "$POD": "rtx4090-box-gpu-0",
+}
+#: Runbook commands about things the emulated cluster has not got (the operator's Deployment, the
+#: reputation controller's Penalty objects, a node named gpu-0).
+NOT_ON_THE_DEVCLUSTER = ("deploy", "penalties", "gpu-0 ", "<", "$OPNS")
+
+
+def runbook_reads() -> list[str]:
+    """Every read-only `kubectl get` the runbooks tell a person to type, placeholders filled in."""
+    commands = []
+    for path in sorted((REPO / "docs" / "runbooks").glob("*.md")):
+        for line in path.read_text().splitlines():
+            text = line.strip().split(" | ")[0].split("   #")[0].strip()
+            if not text.startswith("kubectl get ") or any(s in text for s in NOT_ON_THE_DEVCLUSTER):
+                continue
+            for var, value in RUNBOOK_VARS.items():
+                text = text.replace(var, value)
+            if "$" not in text and text not in commands:
+                commands.append(text)
+    return commands
+
+
+def test_runbook_commands_work_on_the_walkthrough_fleet() -> None:
+    """The runbooks' troubleshooting reads (events with columns and field selectors, -o wide,
+    jsonpath, labels) answer on the README's devcluster fleet, with a real kubectl."""
+    commands = runbook_reads()
+    assert len(commands) >= 10
+    steps = readme_block(MARKER).rstrip("\n").splitlines()
+    assert steps[-1].startswith("kill ")
+    script = "\n".join(steps[:-1]) + "\n"
+    for i, cmd in enumerate(commands):
+        err = "/tmp/gpufleet-runbook.err"
+        script += f'{cmd} > /dev/null 2> {err} || echo "@@@ FAIL {i} $(cat {err})"\n'
+    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG" and not k.startswith("GPUFLEET_")}
+    proc = subprocess.run(
+        ["bash", "-e", "-c", CLEANUP + script], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr
+    failed = [line for line in proc.stdout.splitlines() if line.startswith("@@@ FAIL")]
+    assert [f"{commands[int(f.split()[2])]}: {' '.join(f.split()[3:])}" for f in failed] == []
