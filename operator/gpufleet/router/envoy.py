@@ -289,6 +289,9 @@ def build_routes(models: Sequence[str], settings: RouterSettings) -> Json:
     )
     return {
         "name": ROUTE_CONFIG_NAME,
+        # LDS and CDS files are watched independently: a listener naming a cluster Envoy has not
+        # loaded yet must still be accepted (such a request gets the no-engine 503 meanwhile).
+        "validate_clusters": False,
         "virtual_hosts": [{"name": "openai", "domains": ["*"], "routes": routes}],
     }
 
@@ -337,7 +340,7 @@ def _local_reply_config(settings: RouterSettings) -> Json:
     return {
         "mappers": [
             mapper(
-                ["UH", "NR"],
+                ["UH", "NR", "NC"],
                 None,
                 503,
                 "no eligible engine serves this model right now",

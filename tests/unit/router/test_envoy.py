@@ -42,6 +42,7 @@ def test_model_routes_match_body_metadata_and_unknown_is_404_last() -> None:
     ]
     assert model_routes[1]["route"]["cluster"] == envoy.cluster_name("b/c")
     assert names[-1] == "notfound"
+    assert envoy.build_routes(["a"], S)["validate_clusters"] is False  # LDS may arrive before CDS
     body = json.loads(rs[0]["direct_response"]["body"]["inline_string"])
     assert [m["id"] for m in body["data"]] == ["a", "b/c"]
 
@@ -72,7 +73,7 @@ def test_listener_limits_and_error_mappers() -> None:
     assert hcm["http_filters"][-1]["name"] == "envoy.filters.http.router"
     mappers = hcm["local_reply_config"]["mappers"]
     no_engine = next(
-        m for m in mappers if m["filter"].get("response_flag_filter", {}).get("flags") == ["UH", "NR"]
+        m for m in mappers if m["filter"].get("response_flag_filter", {}).get("flags") == ["UH", "NR", "NC"]
     )
     assert no_engine["status_code"] == 503
     assert no_engine["headers_to_add"][0]["header"] == {"key": "retry-after", "value": "2"}
