@@ -9,6 +9,7 @@ pod a test routed with `Agents.route`, from a real HTTP server (a real `gpufleet
 from __future__ import annotations
 
 import json
+import uuid as uuid_mod
 from collections.abc import Callable
 from typing import Any
 
@@ -138,7 +139,9 @@ def agent_answer(path: str, hardware: bytes, *, up: bool, engine: str) -> tuple[
     return 404, "text/plain", b"404 page not found\n"
 
 
-def planned_document(plans: dict[tuple[str, str], JsonObj], profile: str, env: dict[str, str]) -> JsonObj:
+def planned_document(
+    plans: dict[tuple[str, str], JsonObj], profile: str, env: dict[str, str], *, machine: str = ""
+) -> JsonObj:
     """The agent's plan, shared by pods that differ only in pool and node name (the expensive
     part, detection + validation + engine selection, does not depend on them); `plans` is the cache."""
     shared = {k: v for k, v in env.items() if k not in _PER_POD_ENV}
@@ -151,6 +154,8 @@ def planned_document(plans: dict[tuple[str, str], JsonObj], profile: str, env: d
             {"spec": {"containers": [{"env": [{"name": k, "value": v} for k, v in shared.items()]}]}},
             profile,
         )
+    # GPU uuids are per machine (the Kubernetes node the pod is bound to).
+    plan = node_unique_uuids(plan, machine or env.get("GPUFLEET_NODE") or "")
     agent = plan.get("agent")
     if not isinstance(agent, dict) or "pool" not in agent:
         return plan
@@ -162,6 +167,31 @@ def planned_document(plans: dict[tuple[str, str], JsonObj], profile: str, env: d
             "node": env.get("GPUFLEET_NODE") or None,
         },
     }
+
+
+def node_uuid(node: str, uuid: str) -> str:
+    """The recorded profile's GPU uuid made unique per simulated node, as real GPUs are.
+
+    Every node of one profile would otherwise report the same uuids, which the operator rightly
+    treats as cloned GPUs (#21 F3). Deterministic, so restarts and re-reads agree.
+    """
+    return "GPU-" + str(uuid_mod.uuid5(uuid_mod.NAMESPACE_URL, f"gpufleet-devcluster/{node}/{uuid}"))
+
+
+def node_unique_uuids(plan: JsonObj, node: str) -> JsonObj:
+    report = plan.get("report")
+    if not node or not isinstance(report, dict):
+        return plan
+    devices = [
+        {**d, "uuid": node_uuid(node, str(d.get("uuid")))} if isinstance(d, dict) and d.get("uuid") else d
+        for d in report.get("devices") or ()
+    ]
+    out = {**plan, "report": {**report, "devices": devices}}
+    agent = plan.get("agent")
+    if isinstance(agent, dict) and isinstance(agent.get("device"), dict) and agent["device"].get("uuid"):
+        device = agent["device"]
+        out["agent"] = {**agent, "device": {**device, "uuid": node_uuid(node, str(device["uuid"]))}}
+    return out
 
 
 class Agents:
@@ -258,7 +288,8 @@ class Agents:
         return body
 
     def _planned(self, pod: JsonObj, profile: str, env: dict[str, str]) -> JsonObj:
-        return planned_document(self._plans, profile, env)
+        machine = str((pod.get("spec") or {}).get("nodeName") or "")
+        return planned_document(self._plans, profile, env, machine=machine)
 
     async def _forward(self, request: web.Request, url: str) -> web.StreamResponse:
         if self._session is None:

@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, TypeVar, cast
+
+import aiohttp
 
 from gpufleet.api.conditions import device_blocked
 from gpufleet.conditions import Clock, make_condition, utcnow
@@ -73,6 +76,18 @@ T = TypeVar("T")
 
 INODES = "inferencenodes"
 POOLS = "operatorpools"
+#: Transitions a person acts on: besides their Event, one INFO line naming the object.
+INFO_TRANSITIONS = frozenset(
+    {
+        "PodCreated",
+        "PodReplaced",
+        "PodCreateFailed",
+        "GPURemoved",
+        "NodeChanged",
+        "DeviceBlocked",
+        "ShareChanged",
+    }
+)
 #: Verdict reason of a device whose GPU uuid already counts for another InferenceNode (#21 F3).
 DUPLICATE_GPU = "DuplicateGPU"
 EXPECTATION_TTL = 30.0
@@ -166,6 +181,7 @@ class Reconciler:
         self._pod_watchers: list[Callable[[str, str, PodView | None], None]] = []
         self._reports: dict[str, Any] = {}  # pod uid -> the agent's /v1/hardware payload
         self._report_failures: Counter[str] = Counter()
+        self._report_errors: dict[str, str] = {}  # pod uid -> why its agent's last answer failed
         self._obs_cache: dict[str, tuple[Hashable, Observation]] = {}
         # The last report judged for each device of each InferenceNode, (ns, inode, node, device
         # index) -> (GPU uuid, payload): it outlives the pod that sent it, so a device blocked by
@@ -189,6 +205,7 @@ class Reconciler:
         self._fresh_pods: dict[Key, PodView] = {}
         self._expected: dict[Key, dict[str, tuple[float, PodView]]] = {}
         self._invalid_seen: dict[tuple[str, str], str] = {}
+        self._waiting_for_api: set[Hashable] = set()  # keys backing off after transient API errors
         self._ready = asyncio.Event()
         self._indexes_loaded = asyncio.Event()
         self._indexes_loaded.set()
@@ -290,6 +307,7 @@ class Reconciler:
             self._obs_cache.pop(uid, None)
             self._gate_next.pop(uid, None)
             self._report_failures.pop(uid, None)
+            self._report_errors.pop(uid, None)
         elif inode:
             view = next((p for p in self.caches.pods.get((namespace, inode), ()) if p.uid == uid), None)
         self.rollouts.pod_changed(namespace, inode, uid, view)
@@ -378,11 +396,17 @@ class Reconciler:
                 kind, namespace, name = cast(tuple[str, str, str], key)
                 await self._handlers[kind](namespace, name)
                 self.backoff.succeeded(key)
+                if self._waiting_for_api:
+                    self._api_recovered()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 delay = self.backoff.failed(key)
-                expected = isinstance(exc, ApiError | AgentUnreachable | TimeoutError | OSError)
+                expected = isinstance(
+                    exc, ApiError | AgentUnreachable | TimeoutError | OSError | aiohttp.ClientError
+                )
+                if _transient(exc):
+                    self._waiting_for_api.add(key)
                 logger.warning(
                     "reconcile of %s failed (attempt %d, retry in %.1fs): %s",
                     key,
@@ -395,6 +419,16 @@ class Reconciler:
             finally:
                 self.stats["reconciles"] += 1
                 self.queue.done(key)
+
+    def _api_recovered(self) -> None:
+        """A pass worked again after API errors: retry the keys that backed off now (#21 F11).
+
+        Without this the last keys of a brownout waited out back-offs of up to a minute; spread
+        over half a second so the recovered API server is not hit by all of them at once.
+        """
+        keys, self._waiting_for_api = self._waiting_for_api, set()
+        for key in keys:
+            self.queue.add_after(key, random.uniform(0.0, 0.5))
 
     def _client(self) -> KubeClient:
         if self.client is None:
@@ -409,6 +443,10 @@ class Reconciler:
         for (type_, reason), messages in grouped.items():
             text = messages[0] if len(messages) == 1 else f"{len(messages)} GPUs: " + "; ".join(messages)
             self._event(body, type_, reason, text)
+            if reason in INFO_TRANSITIONS:
+                meta = body.get("metadata") or {}
+                kind = body.get("kind") or "InferenceNode"
+                logger.info("%s %s/%s: %s: %s", kind, meta.get("namespace"), meta.get("name"), reason, text)
 
     def _event(self, body: Body, type_: str, reason: str, message: str) -> None:
         """Fire and forget: an Event must never hold up (or fail) a reconcile."""
@@ -460,6 +498,7 @@ class Reconciler:
             gone = {d.name for d in step.deletes}
             pods = [replace(p, deleting=True) if p.name in gone else p for p in pods]
         observations, retry = await self._observe(inode, node_plan, pods, node, release)
+        node_plan = self._with_agent_errors(node_plan, pods)
         plan = plan_pods(
             inode,
             node_plan,
@@ -647,11 +686,12 @@ class Reconciler:
                     )
                     retry = delay if retry is None else min(retry, delay)
                     if self._report_failures[pod.uid] == 3:
+                        cause = self._report_errors.get(pod.uid, "")
                         self._event(
                             _body_of(inode),
                             "Warning",
                             "HardwareReportFailed",
-                            f"pod {pod.name}: no hardware report after 3 attempts; still retrying",
+                            f"pod {pod.name}: no hardware report after 3 attempts ({cause}); still retrying",
                         )
         min_driver = release.min_driver_version if release else None
         labels = tuple(sorted(node.labels.items())) if node is not None else ()
@@ -698,6 +738,24 @@ class Reconciler:
         self._claim_gpus(inode.key, observations)
         return observations, retry
 
+    def _with_agent_errors(self, node_plan: NodePlan, pods: list[PodView]) -> NodePlan:
+        """Pending devices say why their agent has not reported (#21 F8: not only the INFO log)."""
+        errors = {
+            p.device_index: self._report_errors[p.uid]
+            for p in pods
+            if p.device_index is not None and p.uid in self._report_errors
+        }
+        if not errors:
+            return node_plan
+        def told(d: Any) -> Any:
+            message = f"{d.verdict.message}; the agent's last answer: {errors[d.index]}"
+            return replace(d, verdict=replace(d.verdict, message=message))
+
+        devices = tuple(
+            told(d) if d.index in errors and d.verdict.pending else d for d in node_plan.devices
+        )
+        return replace(node_plan, devices=devices)
+
     def _claim_gpus(self, key: Key, observations: dict[int, Observation]) -> None:
         """A GPU uuid counts for one InferenceNode device; a second claimant is blocked, naming the first."""
         claims = self._claims.setdefault(key, {})
@@ -743,11 +801,13 @@ class Reconciler:
             parse_agent_report(payload, pod.device_index)
         except (AgentUnreachable, ReportError) as exc:
             self._report_failures[pod.uid] += 1
+            self._report_errors[pod.uid] = str(exc)[:300]
             self.stats["report_failures"] += 1
             logger.info("hardware report of %s/%s not available: %s", pod.namespace, pod.name, exc)
             return False
         self._reports[pod.uid] = payload
         self._report_failures.pop(pod.uid, None)
+        self._report_errors.pop(pod.uid, None)
         self.stats["reports"] += 1
         return True
 
@@ -842,7 +902,10 @@ class Reconciler:
             )
         except AgentUnreachable as exc:
             self.stats["readyz_not_ready"] += 1
-            logger.debug("agent of %s/%s not ready: %s", pod.namespace, pod.name, exc)
+            failures = self._gate_next.get(pod.uid, (0, 0.0))[0] + 1
+            # The last probe before we wait for the kubelet's: say why, once (#21 F8).
+            log = logger.info if failures == UNREADY_PROBES else logger.debug
+            log("agent of %s/%s not ready (probe %d): %s", pod.namespace, pod.name, failures, exc)
             return None
         cond = {
             "type": READY_GATE,
@@ -957,6 +1020,13 @@ class Reconciler:
                 self.queue.add_after(("inode", key[0], member.name), self.settings.pool_settle_seconds)
             # Nodes that have not written a status yet are not members; they pick the basis up
             # when they do.
+
+
+def _transient(exc: BaseException) -> bool:
+    """An error that says the API server (or the way to it) is unwell, not that we are wrong."""
+    if isinstance(exc, ApiError):
+        return exc.status in (408, 429) or exc.status >= 500
+    return isinstance(exc, TimeoutError | OSError | aiohttp.ClientError)
 
 
 def _blocked_in_status(entry: Mapping[str, Any] | None) -> Observation | None:

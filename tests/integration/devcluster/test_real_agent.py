@@ -16,6 +16,7 @@ from typing import Any
 from kubernetes import client
 
 from gpufleet_devcluster import ThreadedCluster
+from gpufleet_devcluster.agents import node_unique_uuids
 from gpufleet_fakeengine.harness import LAUNCHER, REPO_ROOT, child_env, free_port
 from tests.integration.devcluster.conftest import pod_body
 
@@ -82,6 +83,10 @@ def test_real_agent_behind_the_proxy_matches_the_simulated_agent(
             time.sleep(0.1)
         real = proxied(api, "real", "v1/hardware")[1]
         simulated = proxied(api, "simulated", "v1/hardware")[1]
+        # The simulated agent's GPU uuids are the profile's made unique per machine (as real GPUs
+        # are; the operator blocks cloned uuids): map the real agent's through the same function.
+        machine = str(core.read_namespaced_pod("simulated", "default").spec.node_name or "")
+        real = node_unique_uuids(real, machine)
         for key in ("report", "validation"):
             assert simulated[key] == real[key], key
         assert (
