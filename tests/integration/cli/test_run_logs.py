@@ -26,13 +26,6 @@ from tests.integration.operator.harness import NS, inode, pool, release
 
 GROUP = "gpufleet.io/v1alpha1"
 
-#: The core reconciler posts these as Events but logs nothing at INFO yet (controllers are the
-#: redesign's, #14: one ``logger.info`` beside the Event in ``Reconciler._event`` would do). Strict:
-#: when the lines appear this XPASSes and fails, so remove the mark then.
-REDESIGN_MISSING = pytest.mark.xfail(
-    strict=True, reason="#14: the core reconciler's transitions are Events without an INFO line"
-)
-
 
 def _wait(what: str, check: Callable[[], bool], proc: subprocess.Popen[str], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
@@ -172,11 +165,9 @@ def _lines_naming(records: list[dict[str, Any]], *words: str) -> list[str]:
 @pytest.mark.parametrize(
     ("transition", "words"),
     [
-        pytest.param("pod created", ("box", "PodCreated", "box-gpu-0"), marks=REDESIGN_MISSING),
-        pytest.param(
-            "GPU blocked with its reason", ("odd", "DeviceBlocked", "UnknownProduct"), marks=REDESIGN_MISSING
-        ),
-        pytest.param("share changed", ("box", "ShareChanged"), marks=REDESIGN_MISSING),
+        pytest.param("pod created", ("box", "PodCreated", "box-gpu-0")),
+        pytest.param("GPU blocked with its reason", ("odd", "DeviceBlocked", "UnknownProduct")),
+        pytest.param("share changed", ("box", "ShareChanged")),
         ("rollout started", ("box", "1.1.0", "RolloutStarted")),
         ("rollout succeeded", ("box", "1.1.0", "RolloutSucceeded")),
     ],
