@@ -194,3 +194,14 @@ def test_defaults_and_edges_pinned() -> None:
     assert apportion(clock, 100, 1040, 1100) == {1: 33, 2: 67}
     assert split_remainder(2, [1, 1, 1]) == [1, 1, 0]
     assert split_remainder(5, [1, 3]) == [1, 4]  # 1.25 / 3.75: the larger remainder (0.75) wins
+
+
+def test_remainder_order_is_by_remainder_not_by_share() -> None:
+    # 3 split 5:2 -> 2.14 / 0.86: floors 2 / 0, remainders 1/7 and 6/7: the unit goes to the second.
+    assert split_remainder(3, [5, 2]) == [2, 1]
+
+
+def test_nothing_closed_just_before_genesis() -> None:
+    clock = EpochClock(genesis=1000, length=60)
+    assert clock.last_closed(999) == 0
+    assert clock.last_closed(941) == 0

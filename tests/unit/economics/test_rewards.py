@@ -331,3 +331,17 @@ def test_penalized_seconds_cursor_edges() -> None:
     assert penalized_seconds([(0, 60), (10, 40), (50, 70)], 0, 100) == 70
     assert penalized_seconds([(30, 30)], 0, 100) == 0
     assert penalized_seconds([(10, None)], 0, 100) == 90
+
+
+def test_a_pool_name_twice_is_refused_even_with_two_addresses() -> None:
+    a = pool("ns/a", 1, 1)
+    twin = PoolEpochInput("ns/a", pool_address("ns/other"), 1, 1)
+    with pytest.raises(InvalidInput, match="may appear once"):
+        compute_epoch_rewards(1, CLOCK, [a, twin], emission=1)
+
+
+def test_no_eligible_pool_reports_zero_scores() -> None:
+    out = compute_epoch_rewards(
+        1, CLOCK, [pool("ns/a", 5, 5, halted=True), pool("ns/b", 1, 1, halted=True)], emission=9
+    )
+    assert [(p.score, p.reward) for p in out.pools] == [(0, 0), (0, 0)]
