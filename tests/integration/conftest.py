@@ -87,6 +87,7 @@ def real_cluster(request: pytest.FixtureRequest) -> Iterator[Any]:
         nodes=NODES,
         crd_dir=[CRDS, FIXTURE_CRDS],
         timings=Timings(start_ms=50, ready_ms=50, slow_start_ms=2000, crash_after_ms=50, backoff_ms=100),
+        audit=True,  # tests/integration/realcluster/test_operator_rbac.py counts 403 answers
     )
     rc.start()
     try:

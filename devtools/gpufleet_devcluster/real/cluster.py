@@ -132,6 +132,7 @@ class RealCluster:
         kubeconfig_path: Path | None = None,
         keep_logs: bool = False,
         build_if_missing: bool = True,
+        audit: bool = False,
     ) -> None:
         specs = (
             list(DEFAULT_NODES)
@@ -146,6 +147,7 @@ class RealCluster:
         self.build_if_missing = build_if_missing
         self._kubeconfig_out = kubeconfig_path
         self.keep_logs = keep_logs
+        self.audit = audit
         self.processes: list[Process] = []
         self.startup = StartupTimes()
         self.workdir: Path | None = None
@@ -261,6 +263,7 @@ class RealCluster:
                 "--authorization-mode=RBAC",
                 "--allow-privileged=true",
                 f"--egress-selector-config-file={egress}",
+                *self._audit_flags(w),
                 "--endpoint-reconciler-type=none",
                 "--profiling=false",
                 "--v=0",
@@ -375,6 +378,42 @@ class RealCluster:
                 self._thread.join(5)
         if self.workdir is not None and not self.keep_logs:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _audit_flags(self, w: Path) -> list[str]:
+        """With `audit`, every request's outcome (user, verb, resource, code) goes to audit.log."""
+        if not self.audit:
+            return []
+        policy = w / "audit-policy.yaml"
+        policy.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "audit.k8s.io/v1",
+                    "kind": "Policy",
+                    "omitStages": ["RequestReceived"],
+                    "rules": [{"level": "Metadata"}],
+                }
+            )
+        )
+        return [
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={w / 'audit.log'}",
+            "--audit-log-format=json",
+            "--audit-log-mode=blocking",
+        ]
+
+    def audit_events(self, user: str | None = None) -> list[JsonObj]:
+        """The audit log's ResponseComplete events (optionally of one user), oldest first."""
+        assert self.workdir is not None
+        path = self.workdir / "audit.log"
+        if not path.is_file():
+            return []
+        events = []
+        for line in path.read_text().splitlines():
+            with contextlib.suppress(ValueError):
+                ev = json.loads(line)
+                if ev.get("stage") == "ResponseComplete" and (user is None or ev["user"]["username"] == user):
+                    events.append(ev)
+        return events
 
     def pids(self) -> dict[str, int]:
         return {p.name: p.popen.pid for p in self.processes}

@@ -1,0 +1,127 @@
+"""The operator under exactly the RBAC the chart grants, on the real API server: zero 403 answers.
+
+The emulator has no authorization, so a rule the operator needs can be missing without any other
+test noticing (issue #13: one the rollout controller needed was). Here the chart's rendered
+ServiceAccount, ClusterRole and ClusterRoleBinding are applied to the real control plane (RBAC
+authorizer on), the operator runs in-process with a token of that ServiceAccount, a fleet
+converges and a good release rolls out, and the API server's audit log must show no 403 for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from kubernetes import client
+
+from tests.integration.operator.harness import (
+    GROUP,
+    NS,
+    fast_settings,
+    inode,
+    pool,
+    release,
+    running_operator,
+)
+from tests.unit.chart.helpers import NAMESPACE, objects
+
+RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+
+
+def _apply(api: Any, obj: dict[str, Any]) -> None:
+    """Create (or replace) one chart object for real."""
+    base = "/api/v1" if obj["apiVersion"] == "v1" else f"/apis/{obj['apiVersion']}"
+    plural = {
+        "ServiceAccount": "serviceaccounts",
+        "ClusterRole": "clusterroles",
+        "ClusterRoleBinding": "clusterrolebindings",
+        "Role": "roles",
+        "RoleBinding": "rolebindings",
+    }
+    ns = obj["metadata"].get("namespace") or NAMESPACE
+    scoped = obj["kind"] in ("ServiceAccount", "Role", "RoleBinding")
+    path = f"{base}/namespaces/{ns}/{plural[obj['kind']]}" if scoped else f"{base}/{plural[obj['kind']]}"
+    resp = api.rest_client.pool_manager.request(
+        "POST",
+        f"{api.configuration.host}{path}",
+        body=json.dumps(obj).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert resp.status in (201, 409), resp.data
+
+
+def _wait(fn: Any, what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not fn():
+        assert time.monotonic() < deadline, f"timed out: {what}"
+        time.sleep(0.2)
+
+
+def test_operator_converges_and_rolls_out_with_the_charts_rbac_and_no_403(
+    real_cluster: Any, tmp_path: Path
+) -> None:
+    api = real_cluster.api()
+    core = client.CoreV1Api(api)
+    custom = client.CustomObjectsApi(api)
+    for ns in (NAMESPACE, NS):
+        try:
+            core.create_namespace({"metadata": {"name": ns}})
+        except client.ApiException as exc:
+            if exc.status != 409:
+                raise
+    rbac = [o for o in objects({}) if o["kind"] in RBAC_KINDS]
+    assert {o["kind"] for o in rbac} >= {"ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
+    for obj in rbac:
+        _apply(api, obj)
+    sa = next(o for o in rbac if o["kind"] == "ServiceAccount")["metadata"]["name"]
+    user = f"system:serviceaccount:{NAMESPACE}:{sa}"
+    token = core.create_namespaced_service_account_token(
+        sa, NAMESPACE, {"spec": {"expirationSeconds": 3600}}
+    ).status.token
+    kubeconfig = real_cluster.kubeconfig_for_token(token, tmp_path / "operator.kubeconfig", user=sa)
+
+    group, version = GROUP.split("/")
+    custom.create_cluster_custom_object(group, version, "enginereleases", release())
+    custom.create_namespaced_custom_object(group, version, NS, "operatorpools", pool("op-a"))
+    custom.create_namespaced_custom_object(
+        group, version, NS, "inferencenodes", inode("box", "op-a", "gpu-0")
+    )
+
+    def status() -> dict[str, Any]:
+        obj = custom.get_namespaced_custom_object(group, version, NS, "inferencenodes", "box")
+        return dict(obj.get("status") or {})
+
+    async def scenario() -> None:
+        async with running_operator(SimpleNamespace(kubeconfig_path=kubeconfig), fast_settings()):  # type: ignore[arg-type]
+            await asyncio.to_thread(
+                _wait,
+                lambda: status().get("readyDevices") == 8 and status().get("totalDevices") == 8,
+                "8/8 GPUs of gpu-0 ready",
+            )
+            custom.create_cluster_custom_object(
+                group, version, "enginereleases", release("engine-1-1-0", "1.1.0")
+            )
+            await asyncio.to_thread(
+                _wait,
+                lambda: status().get("currentVersion") == "1.1.0" and status().get("readyDevices") == 8,
+                "rolled out to 1.1.0",
+            )
+
+    asyncio.run(scenario())
+    denied = [
+        (
+            e["verb"],
+            e.get("objectRef", {}).get("resource"),
+            e.get("objectRef", {}).get("subresource"),
+            e["requestURI"],
+        )
+        for e in real_cluster.audit_events(user)
+        if e["responseStatus"]["code"] == 403
+    ]
+    answered = real_cluster.audit_events(user)
+    assert answered, "the operator made no request as its ServiceAccount"
+    assert not denied, f"{len(denied)} requests refused with 403: {sorted(set(denied))[:20]}"
