@@ -72,8 +72,8 @@ class TierPolicy:
         while multiplier > 0 and lower > 0:
             out.append(Tier(number, lower, False, multiplier))
             number, lower, multiplier = number + 1, lower - self.step_pct, multiplier - self.step_multiplier
-        last = max(multiplier, Fraction(0)) if lower <= 0 else Fraction(0)
-        out.append(Tier(number, Fraction(0), False, last))
+        # The rest: 0 when the multipliers ran out, else (the thresholds reached 0%) the next one.
+        out.append(Tier(number, Fraction(0), False, max(multiplier, Fraction(0))))
         return tuple(out)
 
 
@@ -85,10 +85,11 @@ def tier_for(rate: Fraction, policy: TierPolicy = DEFAULT_TIERS) -> Tier:
     if not 0 <= rate <= 1:
         raise TierError(f"completion rate {rate} is outside [0, 1]")
     pct = rate * HUNDRED
-    for tier in policy.tiers():
+    tiers = policy.tiers()
+    for tier in tiers[:-1]:
         if tier.admits(pct):
             return tier
-    raise AssertionError("the last tier admits every rate")  # pragma: no cover
+    return tiers[-1]  # admits every rate from 0%
 
 
 @dataclass(frozen=True)

@@ -152,6 +152,23 @@ def test_ladder_that_reaches_zero_percent_first_keeps_its_next_multiplier() -> N
 
 
 @pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"top_pct": F(98)}, r"need 0 < second \(98\) < top \(98\) <= 100"),  # second == top
+        ({"second_pct": F(0)}, r"need 0 < second \(0\)"),
+        ({"top_pct": F(101)}, r"top \(101\) <= 100"),
+        ({"step_pct": F(0)}, r"steps must be > 0: 0 pts, multiplier 1/10"),
+        ({"step_multiplier": F(0)}, r"steps must be > 0: 2 pts, multiplier 0"),
+        ({"step_multiplier": F(11, 10)}, r"multiplier 11/10"),
+        ({"minimum_sample": -1}, r"minimum sample -1 is negative"),
+    ],
+)
+def test_invalid_policies_say_why(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(TierError, match=message):
+        TierPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
     "kwargs",
     [
         {"top_pct": F(98)},  # second == top
@@ -170,20 +187,58 @@ def test_invalid_policies(kwargs: dict[str, object]) -> None:
 
 def test_edge_policies_are_valid() -> None:
     TierPolicy(top_pct=F(100))
+    TierPolicy(second_pct=F(1, 2), top_pct=F(1))  # thresholds below 1% are fine
     TierPolicy(step_multiplier=F(1))
     TierPolicy(minimum_sample=0)
 
 
 @pytest.mark.parametrize("rate", [F(-1, 10**9), F(1) + F(1, 10**9)])
 def test_rate_outside_unit_interval(rate: F) -> None:
-    with pytest.raises(TierError):
+    with pytest.raises(TierError, match=r"completion rate .* is outside \[0, 1\]"):
         tier_for(rate)
 
 
 @pytest.mark.parametrize("args", [(-1, 0, 0), (0, -1, 0), (0, 0, -1)])
 def test_negative_counts(args: tuple[int, int, int]) -> None:
-    with pytest.raises(TierError):
-        completion_score(args[0], args[1], excused=args[2])
+    c, f, e = args
+    with pytest.raises(TierError, match=rf"negative counts: completed={c} failed={f} excused={e}"):
+        completion_score(c, f, excused=e)
+
+
+def test_excused_is_carried_in_every_case_and_defaults_to_zero() -> None:
+    assert completion_score(1, 0).excused == 0
+    assert completion_score(0, 0, excused=5).excused == 5  # no data
+    assert completion_score(10, 0, excused=3).excused == 3  # below the minimum sample
+    assert completion_score(300, 0, excused=4).excused == 4  # measured
+
+
+def test_completion_score_uses_the_given_policy() -> None:
+    policy = TierPolicy(
+        top_pct=F(99), second_pct=F(97), step_pct=F(1), step_multiplier=F(2, 10), minimum_sample=10
+    )
+    score = completion_score(970, 30, policy)
+    assert (score.tier, score.multiplier) == (2, F(8, 10))  # default policy would say tier 3, 0.8
+    assert completion_score(955, 45, policy).multiplier == F(4, 10)  # default: 0.7
+
+
+def test_thresholds_that_reach_exactly_one_and_zero_percent() -> None:
+    one = TierPolicy(top_pct=F(99), second_pct=F(61), step_pct=F(30))
+    assert [(t.lower_pct, t.multiplier) for t in one.tiers()] == [
+        (F(99), F(1)),
+        (F(61), F(9, 10)),
+        (F(31), F(8, 10)),
+        (F(1), F(7, 10)),
+        (F(0), F(6, 10)),
+    ]
+    assert tier_for(F(1, 100), one).multiplier == F(7, 10)
+    assert tier_for(F(1, 200), one).multiplier == F(6, 10)
+    zero = TierPolicy(top_pct=F(99), second_pct=F(60), step_pct=F(30))
+    assert [(t.lower_pct, t.multiplier) for t in zero.tiers()] == [
+        (F(99), F(1)),
+        (F(60), F(9, 10)),
+        (F(30), F(8, 10)),
+        (F(0), F(7, 10)),
+    ]
 
 
 @settings(deadline=None)  # tests must pass on a loaded machine (1/4 speed)
