@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.metadata
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
@@ -52,6 +53,11 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> 
         return int(func(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `gpufleet gpus | head`: the reader left; no traceback, and none at exit either.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -186,3 +186,19 @@ def test_bad_scenario_object_is_one_clean_message(
     assert captured.err.startswith(f"gpufleet demo: error: {path}: ")
     for text in expected:
         assert text in captured.err
+
+
+def test_a_closed_pipe_is_not_a_traceback() -> None:
+    """`gpufleet explain-engine ... | head -1`: the reader leaves, the command exits quietly (141)."""
+    code = (
+        "import argparse\n"
+        "from gpufleet.cli import run_command\n"
+        "def handler(args):\n"
+        "    raise BrokenPipeError(32, 'Broken pipe')\n"
+        "p = argparse.ArgumentParser()\n"
+        "p.set_defaults(func=handler)\n"
+        "raise SystemExit(run_command(p, []))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 141
+    assert proc.stderr == ""
