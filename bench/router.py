@@ -990,7 +990,19 @@ def judge(res: dict[str, Any]) -> list[str]:
     g, v = t.get("gpufleet-router", {}), t.get("vllm-router", {})
     if "rps" in g and "rps" in v and v["rps"]:
         ratio = g["rps"] / v["rps"]
-        out.append(f"throughput >= 1.4x vllm-router: {ratio:.2f}x -> {'MET' if ratio >= 1.4 else 'MISSED'}")
+        overlap = min(g["rps_runs"]) <= max(v["rps_runs"]) * 1.4 and min(v["rps_runs"]) * 1.4 <= max(
+            g["rps_runs"]
+        )
+        caveat = (
+            f" (but runs spread {min(g['rps_runs']):,.0f}-{max(g['rps_runs']):,.0f} vs "
+            f"{min(v['rps_runs']):,.0f}-{max(v['rps_runs']):,.0f} rps: at load average "
+            f"{res['machine']['loadavg_at_start'][0]:.0f} on 2 cores the ratio is not significant)"
+            if overlap
+            else ""
+        )
+        out.append(
+            f"throughput >= 1.4x vllm-router: {ratio:.2f}x -> {'MET' if ratio >= 1.4 else 'MISSED'}{caveat}"
+        )
         out.append(
             f"added p99 <= vllm-router's: {g['added_p99_ms']:.2f} ms vs {v['added_p99_ms']:.2f} ms -> "
             f"{'MET' if g['added_p99_ms'] <= v['added_p99_ms'] else 'MISSED'}"
@@ -999,7 +1011,7 @@ def judge(res: dict[str, Any]) -> list[str]:
         gc = g["proxy_cpu_us_per_request_median"] + g.get("control_plane_cpu_us_per_request_median", 0.0)
         vc = v["proxy_cpu_us_per_request_median"]
         out.append(
-            f"CPU per request (load-independent view of capacity): gpufleet router {gc:.0f} µs (Envoy + "
+            f"CPU per request (less sensitive to the machine's load than rps): gpufleet router {gc:.0f} µs (Envoy + "
             f"control plane) vs vllm-router {vc:.0f} µs -> capacity ratio {vc / gc:.2f}x"
         )
     s = res.get("share_accuracy")
@@ -1007,7 +1019,8 @@ def judge(res: dict[str, Any]) -> list[str]:
         e = s["max_relative_error"]
         out.append(
             f"max share error <= 0.5%: {100 * e:.3f}% over {s['pods_with_ge_1000_expected']} pods with >= "
-            f"1,000 expected picks, {s['requests']:,} requests -> {'MET' if e <= 0.005 else 'MISSED'}"
+            f"1,000 expected picks, {s['requests']:,} requests (10^6 asked, or as many as the run allows: "
+            f"{s['wrk']['rps']:,.0f} rps for the run's duration) -> {'MET' if e <= 0.005 else 'MISSED'}"
         )
         out.append(f"0 starved: {s['starved_pods']} -> {'MET' if s['starved_pods'] == 0 else 'MISSED'}")
     rp = res.get("reprogramming")
@@ -1033,7 +1046,17 @@ async def main() -> int:
         "--candidates", default="direct,envoy-static,gpufleet-router,haproxy,vllm-router,sglang-router"
     )
     ap.add_argument("--skip", default="", help="comma list of sections to skip: share,reprogram")
+    ap.add_argument(
+        "--render-only", action="store_true", help="re-judge bench/results/router.json and rewrite the .md"
+    )
     args = ap.parse_args()
+    if args.render_only:
+        res = json.loads((RESULTS / "router.json").read_text())
+        res["targets"] = judge(res)
+        (RESULTS / "router.json").write_text(json.dumps(res, indent=1) + "\n")
+        (RESULTS / "router.md").write_text(render_md(res))
+        print("\n".join(res["targets"]))
+        return 0
     if not shutil.which("wrk"):
         print("bench/router.py needs wrk (apt-get install wrk)", file=sys.stderr)
         return 2
