@@ -1011,8 +1011,8 @@ def judge(res: dict[str, Any]) -> list[str]:
         gc = g["proxy_cpu_us_per_request_median"] + g.get("control_plane_cpu_us_per_request_median", 0.0)
         vc = v["proxy_cpu_us_per_request_median"]
         out.append(
-            f"CPU per request (less sensitive to the machine's load than rps): gpufleet router {gc:.0f} µs (Envoy + "
-            f"control plane) vs vllm-router {vc:.0f} µs -> capacity ratio {vc / gc:.2f}x"
+            f"CPU per request (less sensitive to the machine's load than rps): gpufleet router {gc:.0f} µs "
+            f"(Envoy + control plane) vs vllm-router {vc:.0f} µs -> capacity ratio {vc / gc:.2f}x"
         )
     s = res.get("share_accuracy")
     if s and s.get("max_relative_error") is not None:
