@@ -24,9 +24,10 @@ headroom.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +36,7 @@ from gpufleet.metrics import METRICS
 from gpufleet.objects import READY_GATE, NodeView
 from gpufleet.objects import PodView as CorePod
 from gpufleet.podspec import PodRelease
-from gpufleet.rollout.budget import HALTED, evaluate_budget
+from gpufleet.rollout.budget import HALTED, counts_against, evaluate_budget
 from gpufleet.rollout.plan import (
     DeletePod,
     NodeState,
@@ -163,6 +164,10 @@ class RolloutController:
         self._release_epoch = 0
         self._release_cache: tuple[int, dict[str, ReleaseView]] | None = None
         self._pool_generation: dict[Key, object] = {}
+        # The failure-budget ledger, per node: the release it is replacing pods of right now
+        # (batch started, not finished), and its last failure record.
+        self._in_flight: dict[Key, str] = {}
+        self._failed: dict[Key, FailureRecord] = {}
 
     @property
     def settings(self) -> OperatorSettings:
@@ -179,10 +184,13 @@ class RolloutController:
         if deleted or body is None:
             self._inflight.pop(key, None)
             self._down.pop(key, None)
+            self._in_flight.pop(key, None)
             return
         pool = (namespace, str(((body.get("spec") or {}).get("poolRef") or {}).get("name") or ""))
         self._pool_of[key] = pool
         self._members.setdefault(pool, set()).add(key)
+        with contextlib.suppress(ValueError):  # a hand-edited record: the node's own pass reports it
+            self._ledger(key, RolloutStatus.from_status((body.get("status") or {}).get("rollout")))
 
     def pod_changed(self, namespace: str, inode: str, uid: str, view: CorePod | None) -> None:
         if view is None:
@@ -211,6 +219,45 @@ class RolloutController:
         self._pool_generation[key] = generation
         return self._pool_members(key)
 
+    def _ledger(self, key: Key, rollout: RolloutStatus) -> None:
+        # Unproven: replacing pods of the release, and no batch of it has completed yet.
+        replacing = rollout.phase == Phase.PROGRESSING and rollout.batch > 0 and not rollout.updated_devices
+        if replacing and rollout.release:
+            self._in_flight[key] = rollout.release
+        else:
+            self._in_flight.pop(key, None)
+        before = self._failed.get(key)
+        if rollout.failure is not None:
+            self._failed[key] = rollout.failure
+        else:
+            self._failed.pop(key, None)
+        if self._failed.get(key) != before:
+            self._release_epoch += 1  # the in-process halt (see releases()) may change
+
+    def _failures_of(self, release: ReleaseView) -> int:
+        return sum(
+            1
+            for record in self._failed.values()
+            if record.release in (None, release.name)
+            and counts_against(record, version=str(release.version), resume_count=release.resume_count)
+        )
+
+    def release_slots(self, me: Key, release: ReleaseView | None) -> int | None:
+        """Nodes that may still start replacing pods of ``release`` (see ``PoolCapacity``).
+
+        Unlimited while the release has not failed anywhere (a good release rolls out at the
+        pace the unavailability limits allow); after its first failure, the budget left minus
+        the *unproven* nodes in flight (replacing pods, no batch completed yet: each may still
+        fail). docs/rollouts.md states what this bounds.
+        """
+        if release is None:
+            return None
+        failed = self._failures_of(release)
+        if failed == 0:
+            return None
+        busy = sum(1 for key, name in self._in_flight.items() if name == release.name and key != me)
+        return release.failure_budget - failed - busy
+
     # --- views over the shared caches -------------------------------------------------------
 
     def status(self, key: Key, body: Body) -> dict[str, Any]:
@@ -229,9 +276,16 @@ class RolloutController:
             if body is None:
                 continue
             try:
-                views[str(name)] = release_view({**body, "status": self.host.writer.current(RELEASES, body)})
+                view = release_view({**body, "status": self.host.writer.current(RELEASES, body)})
             except ValueError as exc:
                 self.host.invalid_release(body, str(exc))
+                continue
+            if not view.halted and self._failures_of(view) >= view.failure_budget:
+                # The budget is spent as this process counts it: halt here at once, before the
+                # EngineRelease status round-trip, so nodes in flight roll back (ReleaseHalted,
+                # not counted) instead of failing it one more time each.
+                view = replace(view, halted=True)
+            views[str(name)] = view
         self._release_cache = (epoch, views)
         return views
 
@@ -312,6 +366,9 @@ class RolloutController:
             selection = self.select(spec, status, node, releases, pool)
             active = releases.get(node.rollout.release or "")
             capacity = self._pool_capacity(pool, key, len(node.serving))
+            heading = active if node.rollout.phase == Phase.PROGRESSING else None
+            slots = self.release_slots(key, heading or selection.target)
+            capacity = replace(capacity, release_slots=slots)
             plan = plan_step(
                 node,
                 pods,
@@ -327,6 +384,7 @@ class RolloutController:
                 self._inflight[key] = dict(fields)
             # What other nodes of the pool count for this one from now on (reservations included).
             self._down[key] = (len(node.serving), len(plan.unavailable_devices))
+            self._ledger(key, plan.rollout)
             self._down_dirty.discard(key)
         step = Step(plan, selection, node, fields, conditions, before, pool)
         if plan.actions and (fields or conditions):

@@ -87,6 +87,10 @@ class PoolCapacity:
     total_devices: int
     max_unavailable: int | str = "10%"
     unavailable_elsewhere: int = 0
+    #: How many more nodes may start replacing pods of the target release: its failure budget
+    #: minus the nodes that already failed it minus the other nodes replacing its pods right now
+    #: (each of those may still fail). ``None``: not limited. See docs/rollouts.md.
+    release_slots: int | None = None
 
 
 @dataclass(frozen=True)
@@ -550,6 +554,15 @@ def _progressing(ctx: _Ctx) -> None:
             phase=Phase.POST_CHECK,
             reason="AllBatchesReady",
             message=f"all devices run {state.target_version}; checking the node",
+        )
+        return
+    if ctx.state.batch == 0 and ctx.pool.release_slots is not None and ctx.pool.release_slots <= 0:
+        # Every node replacing pods of this release may still fail it; starting one more could
+        # fail more nodes than the budget allows before the halt lands (#21).
+        ctx.set(
+            reason="WaitingForFailureBudget",
+            message=f"waiting: the release's failure budget is taken by nodes already updating to "
+            f"{state.target_version}",
         )
         return
     batch = _next_batch(ctx, remaining)

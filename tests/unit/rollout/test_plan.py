@@ -390,3 +390,16 @@ def test_a_node_leaves_its_halted_release_even_when_unhealthy() -> None:
     assert plan.rollout.phase == Phase.PROGRESSING
     assert (plan.rollout.from_version, plan.rollout.target_version) == ("1.1.0", "1.0.0")
     assert {a.device_index for a in plan.actions if isinstance(a, DeletePod)} == {0, 1}
+
+
+def test_no_new_node_starts_a_release_whose_failure_budget_is_taken_by_nodes_in_flight() -> None:
+    node = fresh_node(2, "1.0.0", min_ready_seconds=0)
+    pods = [PodView(f"n-gpu-{d}", d, image("1.0.0"), "1.0.0", ready=True, ready_since=T0) for d in (0, 1)]
+    full = PoolCapacity(2, "100%", release_slots=0)
+    plan = plan_rollout(node, pods, full, target=V2, active_release=None, now=T0)
+    assert (plan.rollout.phase, plan.rollout.reason) == (Phase.PROGRESSING, "WaitingForFailureBudget")
+    assert not plan.actions
+    free = PoolCapacity(2, "100%", release_slots=1)
+    started = plan_rollout(node, pods, free, target=V2, active_release=None, now=T0)
+    assert started.rollout.batch == 1
+    assert any(isinstance(a, DeletePod) for a in started.actions)
