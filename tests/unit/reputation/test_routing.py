@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from gpufleet.reputation.routing import (
     device_reputation_weight,
@@ -48,14 +49,14 @@ def test_device_weight() -> None:
     assert device_reputation_weight(None, "n1", 0) == Decimal(1)
 
 
-def pen(ns: str, pool: str, **status: object) -> dict[str, object]:
+def pen(ns: str, pool: str, **status: object) -> dict[str, Any]:
     return {"metadata": {"namespace": ns, "name": f"{pool}-x"}, "spec": {"pool": pool}, "status": status}
 
 
 def test_penalised_pool_keys() -> None:
     later = (NOW + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     now_text = NOW.strftime("%Y-%m-%dT%H:%M:%SZ")
-    bodies = [
+    bodies: list[dict[str, Any]] = [
         pen("a", "enforced", enforcement="Enforced", until=later),
         pen("a", "ends-now", enforcement="Enforced", until=now_text),
         pen("a", "capped", enforcement="Capped", until=later),

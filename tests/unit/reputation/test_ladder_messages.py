@@ -1,0 +1,19 @@
+"""ladder: every refusal says what was wrong."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from gpufleet.reputation.ladder import LadderError
+from tests.unit.reputation.messages import cases
+
+CASES = cases(LadderError)
+
+
+@pytest.mark.parametrize(("call", "message"), CASES, ids=[m[:40] for _, m in CASES])
+def test_refusals_say_why(call: Callable[[], Any], message: str) -> None:
+    with pytest.raises(LadderError, match=message):
+        call()
