@@ -270,6 +270,10 @@ async def test_two_epochs_close_with_rewards_summing_to_the_emission(h: Harness)
         assert record.problems() == []
         for p in "abc":
             assert proof_document(record, f"{NS}/{p}")["verified"] is True
+    # The record as read back verifies: Closed=True (Verified)
+    for n in (1, 2):
+        closed = (h.epoch(n) or {}).get("status", {}).get("conditions", [])
+        assert [(c["type"], c["status"], c["reason"]) for c in closed] == [("Closed", "True", "Verified")]
     # Pool status and Events
     assert h.pool_status("c")["lastEpochReward"]["epoch"] == 2
     assert len(h.events("EpochClosed")) == 2

@@ -376,6 +376,7 @@ class EpochController:
                 )
                 existing = dict(created or body)
                 report.closed.append(epoch)
+                await self._mark_verified(existing)
                 self.metrics.record_close(epoch, result.emission, {p.pool: p.reward for p in result.pools})
                 self._post_epoch_event(
                     existing,
@@ -414,6 +415,29 @@ class EpochController:
                 patch = plan.pool_status_patch(body_pool.get("status") or {}, last_epoch_reward=line)
                 if patch is not None:
                     await self._patch_pool(body_pool, patch, report)
+
+    async def _mark_verified(self, epoch_body: Mapping[str, Any]) -> None:
+        """``Closed`` condition: the record as read back verifies (totals, roots, every proof)."""
+        problems = plan.read_epoch(epoch_body).problems()
+        meta = epoch_body.get("metadata") or {}
+        spec = epoch_body.get("spec") or {}
+        message = (
+            f"{len(spec.get('pools', []))} pools, rewards sum to the emission, roots and proofs verify"
+            if not problems
+            else "; ".join(problems)
+        )
+        status = {
+            "conditions": plan.condition(
+                [],
+                "Closed",
+                "True" if not problems else "False",
+                "Verified" if not problems else "VerifyFailed",
+                message,
+                int(self.now()),
+                meta.get("generation"),
+            )
+        }
+        await self.client.patch_status("epochs", "", str(meta.get("name")), status)
 
     async def _get_epoch(self, name: str) -> dict[str, Any] | None:
         try:
