@@ -291,9 +291,18 @@ def main() -> int:
     parser.add_argument("--full", action="store_true", help="run the whole operator (core + rollouts)")
     parser.add_argument("--out", help="result file (default bench/results/reconcile_fleet_<N>x<G>.json)")
     parser.add_argument("--profile", help="write a cProfile of the operator process to this file")
+    parser.add_argument(
+        "--backend",
+        choices=["emulator", "real"],
+        default="emulator",
+        help="real: kube-apiserver + etcd + kwok (built from source), then the same fleet on the emulator "
+        "for the ratio (bench/reconcile_fleet_real.py)",
+    )
     args = parser.parse_args()
     if args.nodes <= 0:
         parser.error("--nodes must be positive")
+    if args.backend == "real":
+        return main_real(args)
     result = run(
         args.nodes,
         args.gpus,
@@ -322,6 +331,45 @@ def main() -> int:
             f"peak RSS {result['operator_peak_rss_mib']} MiB -> {out}"
         )
     return 0 if result["converged"] and result["writes_after_convergence"] == 0 else 1
+
+
+def main_real(args: argparse.Namespace) -> int:
+    """The fleet on the real control plane, then on the emulator in the same run; both and the ratio."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from reconcile_fleet_real import run_real
+
+    hardware = PROFILE_BY_GPUS.get(args.gpus)
+    if hardware is None:
+        raise SystemExit(f"--gpus must be one of {sorted(PROFILE_BY_GPUS)}")
+    real = run_real(
+        args.nodes, args.gpus, args.nodes_per_pool, args.quiet_seconds, args.timeout, args.workers,
+        args.indexes, hardware, populate, machine(),
+    )
+    emulator = run(
+        args.nodes, args.gpus, args.nodes_per_pool, args.quiet_seconds, args.timeout, args.workers,
+        None, args.indexes, False,
+    )
+    ratio = (
+        round(real["seconds_to_converge"] / emulator["seconds_to_converge"], 2)
+        if real["seconds_to_converge"] and emulator["seconds_to_converge"]
+        else None
+    )
+    result = {"benchmark": "reconcile_fleet --backend real", "real": real, "emulator": emulator,
+              "converge_time_ratio_real_over_emulator": ratio}
+    default = ROOT / "bench" / "results" / f"reconcile_fleet_real_{args.nodes}x{args.gpus}.json"
+    out = Path(args.out) if args.out else default
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(result, indent=2))
+    print(
+        f"{args.nodes}x{args.gpus}: real converged={real['converged']} in {real['seconds_to_converge']} s "
+        f"({real['api_requests_per_pod']} req/pod, {real['writes_after_convergence']} writes after, "
+        f"{real['forbidden_answers']} x 403); emulator {emulator['seconds_to_converge']} s "
+        f"({emulator['api_requests_per_pod']} req/pod); ratio {ratio} -> {out}"
+    )
+    ok = real["converged"] and emulator["converged"] and real["writes_after_convergence"] == 0
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
