@@ -135,9 +135,12 @@ def _file_log(path: str, fmt: str) -> Json:
     }
 
 
-def _json_to_metadata() -> Json:
-    """Read ``model`` from the JSON body; mark malformed/missing so routes can answer 400."""
-    return {
+def _json_to_metadata(count_tokens: bool = True) -> Json:
+    """Read ``model`` from the JSON body; mark malformed/missing so routes can answer 400.
+
+    With ``count_tokens`` the JSON (non-streamed) response is buffered too, for its ``usage``.
+    """
+    out: Json = {
         "name": "envoy.filters.http.json_to_metadata",
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.json_to_metadata.v3.JsonToMetadata",
@@ -186,6 +189,9 @@ def _json_to_metadata() -> Json:
             },
         },
     }
+    if not count_tokens:
+        out["typed_config"].pop("response_rules")
+    return out
 
 
 def _meta_match(key: str, value: str) -> Json:
@@ -384,7 +390,7 @@ def build_listener(models: Sequence[str], settings: RouterSettings, paths: Paths
                     "max_request_bytes": settings.max_body_bytes,
                 },
             },
-            _json_to_metadata(),
+            _json_to_metadata(settings.count_tokens),
             {
                 "name": "envoy.filters.http.router",
                 "typed_config": {

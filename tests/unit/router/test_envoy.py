@@ -121,3 +121,12 @@ def test_bootstrap_admin_is_loopback_and_points_at_files() -> None:
     assert boot["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
     assert boot["dynamic_resources"]["lds_config"]["path_config_source"]["path"] == P.lds
     assert boot["dynamic_resources"]["cds_config"]["path_config_source"]["path"] == P.cds
+
+
+def test_token_counting_can_be_turned_off() -> None:
+    def j2m(settings: RouterSettings) -> dict:  # type: ignore[type-arg]
+        hcm = envoy.build_listener(["a"], settings, P)["filter_chains"][0]["filters"][0]["typed_config"]
+        return next(f for f in hcm["http_filters"] if f["name"].endswith("json_to_metadata"))["typed_config"]  # type: ignore[no-any-return]
+
+    assert "response_rules" in j2m(RouterSettings())
+    assert "response_rules" not in j2m(RouterSettings(count_tokens=False))
