@@ -19,6 +19,7 @@ import bisect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from gpufleet.router.stats import (
     LATENCY_BUCKETS_SECONDS,
@@ -170,6 +171,9 @@ class StatsBook:
         self.intended: dict[DeviceKey, float] = {}
         # failed attempts waiting for their request's D line (to attribute a retry), bounded
         self._failed_attempts: dict[str, list[DeviceKey]] = {}
+        # the final attempt and its request's D line, whichever arrived first (bounded)
+        self._pending_ok: dict[str, DeviceKey] = {}
+        self._d_seen: dict[str, bool] = {}
 
     def _device(self, key: DeviceKey) -> _Device:
         device = self.devices.get(key)
@@ -192,7 +196,16 @@ class StatsBook:
                 device.window_requests += 1
                 cause = failure_cause(line)
                 if cause is None:
-                    device.completions += 1
+                    # A 2xx attempt is a completion unless its request's D line says the client
+                    # went away mid-response (Envoy marks only the D line with DC); the two lines
+                    # come in either order, so the one that comes second decides.
+                    cancelled = self._d_seen.pop(line.request_id, None) if line.request_id else False
+                    if cancelled is None:
+                        self._remember(self._pending_ok, line.request_id, key)
+                    elif cancelled:
+                        device.failures["client_cancel"] = device.failures.get("client_cancel", 0) + 1
+                    else:
+                        device.completions += 1
                 else:
                     device.failures[cause] = device.failures.get(cause, 0) + 1
                     if line.request_id:
@@ -201,6 +214,7 @@ class StatsBook:
                             self._failed_attempts.pop(next(iter(self._failed_attempts)))
                 continue
             self.client_requests += 1
+            self._settle(line)
             failed_attempts = self._failed_attempts.pop(line.request_id, []) if line.request_id else []
             if line.attempts > 1:
                 self.retried_requests += 1
@@ -230,6 +244,29 @@ class StatsBook:
             device.prompt += line.prompt_tokens
             device.completion += line.completion_tokens
         return used
+
+    def _remember(self, table: dict[str, Any], request_id: str, value: Any) -> None:
+        table[request_id] = value
+        if len(table) > 10_000:  # a line whose partner never comes: count it as it stands
+            old_id, old = next(iter(table.items()))
+            del table[old_id]
+            if table is self._pending_ok:
+                self._device(old).completions += 1
+
+    def _settle(self, line: LogLine) -> None:
+        """A D line: decide its final attempt's outcome (completion or client cancel)."""
+        if not line.request_id or line.upstream is None:
+            return
+        cancelled = bool(line.flags & CANCEL_FLAGS)
+        key = self._pending_ok.pop(line.request_id, None)
+        if key is None:
+            self._remember(self._d_seen, line.request_id, cancelled)
+            return
+        device = self._device(key)
+        if cancelled:
+            device.failures["client_cancel"] = device.failures.get("client_cancel", 0) + 1
+        else:
+            device.completions += 1
 
     def reset_window(self, model: str) -> None:
         """Weights of a model changed: observed share starts counting afresh."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -156,10 +157,34 @@ def test_every_attempt_is_exactly_one_completion_or_one_failure(
     attempts: list[tuple[str, tuple[int, str]]],
 ) -> None:
     book = StatsBook("r", NOW)
-    book.feed([line("U", host, code, flags) for host, (code, flags) in attempts], resolve)
+    lines = []
+    for i, (host, (code, flags)) in enumerate(attempts):
+        lines.append(line("U", host, code, flags, rid=f"q{i}"))
+        lines.append(line("D", host, code, flags, rid=f"q{i}"))
+    book.feed(lines, resolve)
     snap = book.snapshot(NOW, "0")
     assert sum(d.requests for d in snap.devices) == len(attempts)
     for d in snap.devices:
         assert d.requests == d.completions + d.failures.total
     shares = [d.observed_share or 0.0 for d in snap.devices]
     assert not snap.devices or abs(sum(shares) - 1.0) < 1e-9
+
+
+@pytest.mark.parametrize("d_first", [False, True])
+def test_client_cancel_comes_from_the_request_line_in_either_order(d_first: bool) -> None:
+    """Envoy marks DC only on the D line; the attempt's own line says 200."""
+    book = StatsBook("r", NOW)
+    u = line("U", "10.0.0.1:8000", 200, rid="c")
+    d = line("D", "10.0.0.1:8000", 200, "DC", rid="c")
+    book.feed([d, u] if d_first else [u, d], resolve)
+    dev = book.snapshot(NOW, "0").device(A)
+    assert dev is not None
+    assert (dev.requests, dev.completions, dev.failures.client_cancel) == (1, 0, 1)
+
+
+def test_a_success_waits_for_its_request_line() -> None:
+    book = StatsBook("r", NOW)
+    book.feed([line("U", "10.0.0.1:8000", 200, rid="w")], resolve)
+    assert book.snapshot(NOW, "0").device(A).completions == 0  # type: ignore[union-attr]
+    book.feed([line("D", "10.0.0.1:8000", 200, rid="w")], resolve)
+    assert book.snapshot(NOW, "0").device(A).completions == 1  # type: ignore[union-attr]
