@@ -95,9 +95,12 @@ def test_release_image_and_version_are_immutable(crds: dict[str, Any]) -> None:
     assert sorted(paths) == ["spec.image", "spec.version"]
 
 
-def test_status_rollout_is_free_form(node: dict[str, Any], crds: dict[str, Any]) -> None:
-    node["status"] = {"rollout": {"phase": "Progressing", "batches": [{"devices": [0, 1]}]}}
+def test_status_rollout_is_typed(node: dict[str, Any], crds: dict[str, Any]) -> None:
+    """status.rollout is the rollout record's schema, no longer free-form (#14)."""
+    node["status"] = {"rollout": {"phase": "Progressing", "batch": 1, "batchDevices": [0, 1]}}
     assert validate_object(crds["InferenceNode"], node) == []
+    node["status"] = {"rollout": {"phase": "Sideways"}}
+    assert _paths(validate_object(crds["InferenceNode"], node)) == ["status.rollout.phase"]
 
 
 def test_null_is_accepted_for_optional_fields(node: dict[str, Any], crds: dict[str, Any]) -> None:

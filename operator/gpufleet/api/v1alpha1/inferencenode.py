@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
@@ -20,6 +20,7 @@ from gpufleet.api.common import (
     rule_error,
 )
 from gpufleet.api.quantity import IntAmount
+from gpufleet.api.v1alpha1.rollout import RolloutStatus
 
 Engine = Literal["auto", "vllm", "sglang"]
 ConcreteEngine = Literal["vllm", "sglang"]
@@ -342,10 +343,9 @@ class InferenceNodeStatus(ApiModel):
         max_length=64,
         description="Last version that passed health checks; the rollback target.",
     )
-    rollout: dict[str, Any] | None = Field(
+    rollout: RolloutStatus | None = Field(
         default=None,
-        description="Progress of the current rollout (owned by the rollout controller).",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+        description="Progress of the current rollout (written by the rollout step of the operator).",
     )
 
     def condition(self, type_: str) -> Condition | None:
