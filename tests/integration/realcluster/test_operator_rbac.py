@@ -4,7 +4,8 @@ The emulator has no authorization, so a rule the operator needs can be missing w
 test noticing (issue #13: one the rollout controller needed was). Here the chart's rendered
 ServiceAccount, ClusterRole and ClusterRoleBinding are applied to the real control plane (RBAC
 authorizer on), the operator runs in-process with a token of that ServiceAccount, a fleet
-converges and a good release rolls out, and the API server's audit log must show no 403 for it.
+converges, a good release rolls out, a bad one (crash loop) rolls back and is halted, then is
+resumed and rolls out; the API server's audit log must show no 403 for the operator.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from tests.integration.operator.harness import (
 )
 from tests.unit.chart.helpers import NAMESPACE, objects
 
+BAD_IMAGE = "ghcr.io/gpufleet/engine@sha256:" + "f" * 64
 RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
 
 
@@ -61,9 +63,7 @@ def _wait(fn: Any, what: str, timeout: float = 120) -> None:
         time.sleep(0.2)
 
 
-def test_operator_converges_and_rolls_out_with_the_charts_rbac_and_no_403(
-    real_cluster: Any, tmp_path: Path
-) -> None:
+def test_demo_scenario_with_the_charts_rbac_and_no_403(real_cluster: Any, tmp_path: Path) -> None:
     api = real_cluster.api()
     core = client.CoreV1Api(api)
     custom = client.CustomObjectsApi(api)
@@ -91,6 +91,10 @@ def test_operator_converges_and_rolls_out_with_the_charts_rbac_and_no_403(
         group, version, NS, "inferencenodes", inode("box", "op-a", "gpu-0")
     )
 
+    def halted(name: str) -> bool:
+        obj = custom.get_cluster_custom_object(group, version, "enginereleases", name)
+        return bool((obj.get("status") or {}).get("halted"))
+
     def status() -> dict[str, Any]:
         obj = custom.get_namespaced_custom_object(group, version, NS, "inferencenodes", "box")
         return dict(obj.get("status") or {})
@@ -109,6 +113,27 @@ def test_operator_converges_and_rolls_out_with_the_charts_rbac_and_no_403(
                 _wait,
                 lambda: status().get("currentVersion") == "1.1.0" and status().get("readyDevices") == 8,
                 "rolled out to 1.1.0",
+            )
+            # A bad release: its pods crash-loop (kwok Stage chosen by image), the node rolls back,
+            # the failure budget (1) is spent and the release is halted; fixed and resumed, it rolls out.
+            real_cluster.set_behaviour("crash_loop", image=BAD_IMAGE)
+            bad = release("engine-1-2-0", "1.2.0")
+            bad["spec"].update(image=BAD_IMAGE, failureBudget=1)
+            custom.create_cluster_custom_object(group, version, "enginereleases", bad)
+            await asyncio.to_thread(_wait, lambda: halted("engine-1-2-0"), "1.2.0 halted")
+            await asyncio.to_thread(
+                _wait,
+                lambda: status().get("currentVersion") == "1.1.0" and status().get("readyDevices") == 8,
+                "rolled back to 1.1.0",
+            )
+            real_cluster.set_behaviour("ok", image=BAD_IMAGE)
+            custom.patch_cluster_custom_object(
+                group, version, "enginereleases", "engine-1-2-0", {"spec": {"resumeCount": 1}}
+            )
+            await asyncio.to_thread(
+                _wait,
+                lambda: status().get("currentVersion") == "1.2.0" and status().get("readyDevices") == 8,
+                "resumed and rolled out to 1.2.0",
             )
 
     asyncio.run(scenario())
