@@ -101,10 +101,12 @@ class Informer:
                 rv = await self._watch(rv)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
-                logger.warning("watch %s failed, re-listing in 1s: %s", self.path, exc)
+            except Exception as exc:  # a watch must survive any API hiccup
+                missing = getattr(exc, "status", None) == 404  # e.g. a CRD not installed (yet)
+                delay = 30.0 if missing else 1.0
+                logger.warning("watch %s failed, re-listing in %.0fs: %s", self.path, delay, exc)
                 rv = None
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(delay)
 
     def _query(self, **extra: str) -> str:
         params = dict(extra)
@@ -642,8 +644,20 @@ def sample_registry() -> CollectorRegistry:
     return plane.registry
 
 
+def k_from_policy(policy: Mapping[str, Any] | None, fallback: Decimal) -> Decimal:
+    """``status.k`` of a RoutingPolicy body as a Decimal; ``fallback`` when absent or unreadable."""
+    raw = ((policy or {}).get("status") or {}).get("k")
+    if raw is None:
+        return fallback
+    try:
+        value = Decimal(str(raw))
+    except ArithmeticError:
+        return fallback
+    return value if value.is_finite() and value >= 0 else fallback
+
+
 def watch_paths(namespace: str | None) -> dict[str, tuple[str, str | None]]:
-    """API paths of the three read-only watches."""
+    """API paths of the three read-only fleet watches (the RoutingPolicy watch is added on top)."""
     ns = f"/namespaces/{quote(namespace)}" if namespace else ""
     group = f"/apis/{API_GROUP}/{API_VERSION}{ns}"
     return {
@@ -657,11 +671,25 @@ async def run_router(
     settings: RouterSettings, client: Any, *, start_envoy: bool = True, stop: asyncio.Event | None = None
 ) -> None:
     """Everything ``gpufleet router`` does, until ``stop`` is set (or forever)."""
-    plane = ControlPlane(settings)
-    plane.prepare()
     informers: dict[str, Informer] = {}
     for name, (path, selector) in watch_paths(settings.namespace).items():
         informers[name] = Informer(client, path, selector, lambda: None)
+    if settings.routing_policy:
+        informers["policies"] = Informer(
+            client, f"/apis/{API_GROUP}/{API_VERSION}/routingpolicies", None, lambda: None
+        )
+
+    def live_k() -> Decimal:
+        """The k controller's k (RoutingPolicy status.k), else the setting."""
+        policy = (
+            informers["policies"].items.get(("default", settings.routing_policy or ""))
+            if ("policies" in informers)
+            else None
+        )
+        return k_from_policy(policy, settings.priority_k)
+
+    plane = ControlPlane(settings, k_source=live_k)
+    plane.prepare()
 
     def changed() -> None:
         plane.set_state(informers["pods"].items, informers["inodes"].items, informers["pools"].items)

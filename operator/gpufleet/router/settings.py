@@ -32,6 +32,11 @@ class RouterSettings(BaseSettings):
         default=Decimal("0.0001"),
         description="k (1/INT) until the k controller publishes it; same meaning as GPUFLEET_PRIORITY_K.",
     )
+    routing_policy: str | None = Field(
+        default="default",
+        description="Cluster-scoped RoutingPolicy whose status.k (the k controller's) is applied live; "
+        "empty = always priority_k.",
+    )
     engine_port: Annotated[int, Field(gt=0, lt=65536)] = Field(
         default=8000, description="Engine port on each pod when the pod spec names none."
     )

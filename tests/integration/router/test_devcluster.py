@@ -139,6 +139,45 @@ async def test_watches_program_envoy_and_follow_changes(api: KubeClient, stubs: 
             return await weights() == {b.port: 1}
 
         await wait_for(only_b, 20, "the closed gate to remove the endpoint")
+        # the k controller publishes k = 0 in the RoutingPolicy: applied live, shares become equal
+        await api.request(
+            "PATCH",
+            f"/api/v1/namespaces/{NS}/pods/pa/status",
+            body={"status": {"conditions": [{"type": "gpufleet.io/engine-ready", "status": "True"}]}},
+            content_type="application/merge-patch+json",
+        )
+
+        async def weighted_again() -> bool:
+            return await weights() == {a.port: 1, b.port: 1}
+
+        await wait_for(weighted_again, 20, "the endpoint to come back")
+        await api.patch_status(
+            "inferencenodes",
+            NS,
+            "node-a",
+            {"devices": [{"index": 0, "effectiveStake": "0"}, {"index": 1, "effectiveStake": "100000"}]},
+        )
+
+        async def stake_weighted() -> bool:
+            return await weights() == {a.port: 1, b.port: 11}
+
+        await wait_for(stake_weighted, 20, "k from the settings")
+        await api.request(
+            "POST",
+            "/apis/gpufleet.io/v1alpha1/routingpolicies",
+            body={
+                "apiVersion": "gpufleet.io/v1alpha1",
+                "kind": "RoutingPolicy",
+                "metadata": {"name": "default"},
+                "spec": {},
+            },
+        )
+        await api.patch_status("routingpolicies", "", "default", {"k": "0"})
+
+        async def k_zero() -> bool:
+            return await weights() == {a.port: 1, b.port: 1}
+
+        await wait_for(k_zero, 20, "the RoutingPolicy's k to be applied live")
     finally:
         stop.set()
         with contextlib.suppress(Exception):

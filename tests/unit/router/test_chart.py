@@ -48,11 +48,13 @@ def test_rbac_reads_only_pods_inferencenodes_operatorpools(scope: str) -> None:
     objs = router_objects(
         {**ON, "rbac": {"scope": scope, "watchNamespace": "fleet" if scope == "namespace" else ""}}
     )
-    roles = by_kind(objs, "Role" if scope == "namespace" else "ClusterRole")
-    assert len(roles) == 1
-    rules = roles[0]["rules"]
+    kinds = ["Role", "ClusterRole"] if scope == "namespace" else ["ClusterRole"]
+    roles = [r for kind in kinds for r in by_kind(objs, kind)]
+    assert len(roles) == 2  # the fleet reads, and the RoutingPolicy (cluster-scoped) for the live k
+    rules = [rule for r in roles for rule in r["rules"]]
     granted = {(g, r) for rule in rules for g in rule["apiGroups"] for r in rule["resources"]}
-    assert granted == {("", "pods"), ("gpufleet.io", "inferencenodes"), ("gpufleet.io", "operatorpools")}
+    assert granted == {("", "pods"), ("gpufleet.io", "inferencenodes"), ("gpufleet.io", "operatorpools"),
+                       ("gpufleet.io", "routingpolicies")}
     assert all(set(rule["verbs"]) == {"get", "list", "watch"} for rule in rules)
 
 
@@ -61,6 +63,8 @@ def test_objects_validate_and_wire_up() -> None:
     kinds = sorted(o["kind"] for o in objs)
     assert kinds == [
         "ClusterRole",
+        "ClusterRole",
+        "ClusterRoleBinding",
         "ClusterRoleBinding",
         "Deployment",
         "PodDisruptionBudget",
