@@ -63,6 +63,8 @@ class FaultPlan:
     watch_cut_after: tuple[float, float] = (0.2, 2.0)
     #: Only requests whose path contains one of these are faulted (empty: all).
     paths: tuple[str, ...] = ()
+    #: Stop injecting after this many faults (None: never): "one transient 429".
+    max_faults: int | None = None
 
     @classmethod
     def api_faults(cls, rate: float, **extra: Any) -> FaultPlan:
@@ -109,6 +111,7 @@ class FaultProxy:
         self._watches: set[web.StreamResponse] = set()
         self._watch_tasks: set[asyncio.Task[Any]] = set()
         self.port = 0
+        self.injected = 0
         self.errors: list[BaseException] = []
 
     # ------------------------------------------------------------------ lifecycle
@@ -144,6 +147,10 @@ class FaultProxy:
             await self._runner.cleanup()
         if self._session is not None:
             await self._session.close()
+
+    def set_plan(self, plan: FaultPlan) -> None:
+        """A new plan; its ``max_faults`` counts from now."""
+        self.plan, self.injected = plan, 0
 
     @property
     def url(self) -> str:
@@ -213,6 +220,8 @@ class FaultProxy:
         return self.agents.get(m.group("pod"), {}).get(m.group("path"))
 
     def _faulted(self, path: str) -> bool:
+        if self.plan.max_faults is not None and self.injected >= self.plan.max_faults:
+            return False
         return not self.plan.paths or any(p in path for p in self.plan.paths)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
@@ -234,11 +243,13 @@ class FaultProxy:
         if roll < plan.error_rate:
             code = rng.choice(plan.error_codes)
             entry.outcome, entry.status = f"error{code}", code
+            self.injected += 1
             headers = {"Retry-After": "1"} if code == 429 else {}
             return web.json_response(_status_body(code), status=code, headers=headers)
         roll -= plan.error_rate
         if roll < plan.reset_rate:
             entry.outcome = "reset"
+            self.injected += 1
             if request.transport is not None:
                 request.transport.abort()
             raise ConnectionResetError("fault proxy: connection reset")

@@ -15,6 +15,7 @@ from tests.faults import agents as hostile
 from tests.faults.fleet import GPUS_PER_NODE, NS, Layout, Rig, rig, status_of, wait_for
 
 AWAITING = "AwaitingHardwareReport"
+GENERIC_WAIT = "waiting for the node agent's hardware report"
 POOL_STAKE = Decimal(100_000)  # fleet.pool(): 10000 self + 90000 delegated INT
 
 
@@ -133,13 +134,19 @@ async def test_malformed_and_hanging_agents_are_named_in_status(
         await wait_for(nodes_ready(r, ["box-0"]), within=90)
         bad = [("box-1", 0), ("box-2", 0), ("box-3", 0), ("box-3", 1)]
 
-        def explained() -> bool:
-            return all(reason(r, b, i) not in ("", AWAITING) for b, i in bad)
+        def message(b: str, i: int) -> str:
+            return str((device(r, b, i).get("validation") or {}).get("message", ""))
+
+        def explained() -> bool:  # a reason of its own, or the pending message names the agent's error
+            return all(
+                reason(r, b, i) not in ("", AWAITING) or message(b, i) not in ("", GENERIC_WAIT)
+                for b, i in bad
+            )
 
         try:
             await wait_for(explained, within=30)
         finally:
-            record.update(reasons={f"{b}/{i}": reason(r, b, i) for b, i in bad})
+            record.update(reasons={f"{b}/{i}": f"{reason(r, b, i)}: {message(b, i)}" for b, i in bad})
             record.update(operator_alive=r.operator.alive())
         for b, i in bad:
             assert not device(r, b, i).get("ready")
