@@ -187,16 +187,17 @@ async def run_traffic_phase(demo: Any, *, per_model: int = REQUESTS_PER_MODEL) -
             plane.recompute()
             await _applied(plane)
             before = {d.key: d.requests for d in plane.snapshot().devices}
+            settled_before = sum(d.completions + d.failures.total for d in plane.snapshot().devices)
             models = sorted(plane.groups)
             codes = await _fire(url, models, per_model)
             failed += sum(n for c, n in codes.items() if c != 200)
-            # Envoy flushes its access log every 250 ms: wait until every request is counted
+            # Envoy flushes its access log every 250 ms: wait until every request is counted and
+            # settled (a completion is final once its request line is read, see router.accesslog)
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
                 plane.scrape()
-                if sum(
-                    d.requests - before.get(d.key, 0) for d in plane.snapshot().devices
-                ) >= per_model * len(models):
+                settled = sum(d.completions + d.failures.total for d in plane.snapshot().devices)
+                if settled - settled_before >= per_model * len(models):
                     break
                 await asyncio.sleep(0.1)
             snap = plane.snapshot()
