@@ -319,11 +319,23 @@ async def test_counters_survive_a_restart(make_router: Any, stubs: Any, tmp_path
     router.plane.checkpoint()
     from gpufleet.router.controlplane import ControlPlane
 
+    # the control plane restarts; Envoy (its own process, as in a pod's second container) keeps running
     again = ControlPlane(router.settings)
-    again.prepare()  # restores the checkpoint
+    again.prepare()  # restores the checkpoint, including where it was in Envoy's access log
     [dev] = again.snapshot().devices
     assert dev.completions == 25
     assert again.snapshot().since == router.plane.snapshot().since
+    again.set_state(router.plane.pods, router.plane.inodes, router.plane.pools)
+    again.recompute()  # rewrites the same files: Envoy keeps serving
+    await fire(router, 10)
+
+    def counted() -> bool:
+        again.scrape()
+        return sum(d.completions for d in again.snapshot().devices) >= 35
+
+    await wait_for(counted, 10, "the restarted control plane to count the new requests")
+    [dev] = again.snapshot().devices
+    assert dev.completions == 35  # the 25 already counted were not read twice
 
 
 async def test_concurrency_cap_limits_inflight(make_router: Any, stubs: Any) -> None:
