@@ -136,10 +136,10 @@ def effective_level(
     latest = max(records, key=lambda r: (r.start, r.level), default=None)
     if latest is None:
         return 0
-    if latest.until is None or now < latest.until:
+    if latest.until is None:
         return latest.level
-    forgiven = (now - latest.until) // policy.forgive_after
-    return max(0, latest.level - forgiven)
+    clean = max(timedelta(0), now - latest.until)  # still running: not clean at all
+    return max(0, latest.level - clean // policy.forgive_after)
 
 
 @dataclass(frozen=True)

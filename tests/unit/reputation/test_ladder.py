@@ -365,3 +365,38 @@ def test_effective_level_never_exceeds_the_latest_nor_goes_negative(
     assert 0 <= level <= latest.level
     nxt = decide_penalty(records, Offense.LOW_COMPLETION, latest.start + days_later * DAY)
     assert nxt.level == min(level + 1, 6)
+
+
+def test_decisions_use_the_given_policy_and_say_why() -> None:
+    daily = LadderPolicy(forgive_after=DAY)
+    records = [rec(3, T0, T0 + HOUR)]
+    later = T0 + HOUR + 2 * DAY  # two clean days: two levels forgiven under a daily policy
+    assert decide_penalty(records, Offense.LOW_COMPLETION, later, daily).level == 2
+    assert decide_penalty(records, Offense.LOW_COMPLETION, later).level == 4
+    first = decide_penalty([], Offense.LOW_COMPLETION, T0)
+    assert first.why == "effective level 0 before this offense"
+    assert (
+        decide_penalty(records, Offense.LOW_COMPLETION, later, daily).why
+        == "effective level 1 before this offense"
+    )
+
+
+def test_a_forced_level_of_one_is_allowed() -> None:
+    d = decide_penalty([rec(4, T0, T0 + HOUR)], Offense.MANUAL, T0 + 2 * HOUR, level=1)
+    assert (d.level, d.duration) == (1, HOUR)
+
+
+def test_a_running_penalty_is_not_forgiven_even_with_short_forgiveness() -> None:
+    fast = LadderPolicy(forgive_after=timedelta(minutes=1))
+    records = [rec(3, T0, T0 + 16 * HOUR)]
+    assert effective_level(records, T0 + 10 * HOUR, fast) == 3
+    assert effective_level(records, T0 + 16 * HOUR, fast) == 3
+    assert effective_level(records, T0 + 16 * HOUR + timedelta(minutes=1), fast) == 2
+
+
+def test_penalised_pools_applies_the_given_cap() -> None:
+    records = [rec(1, T0, T0 + HOUR, pool="a")]
+    devices = {("ns", "a"): 1, ("ns", "z"): 9}
+    assert penalised_pools(T0, records, devices) == {("ns", "a")}  # 20% of 10 devices: room for 2
+    assert penalised_pools(T0, records, devices, LadderPolicy(cap=F(1, 10))) == {("ns", "a")}
+    assert penalised_pools(T0, records, devices, LadderPolicy(cap=F(0))) == frozenset()
