@@ -9,6 +9,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -77,6 +78,35 @@ async def until(predicate: Callable[[], bool], within: float = 8.0) -> None:
         await asyncio.sleep(0.02)
 
 
+class Probes:
+    """Health checks and smoke completions the supervisor has finished (an observable clock)."""
+
+    def __init__(self) -> None:
+        self.health = 0
+        self.health_failures = 0
+        self.smokes = 0
+
+
+def count_probes(supervisor: Supervisor) -> Probes:
+    probes = Probes()
+    healthy, smoke = supervisor.client.healthy, supervisor.client.smoke
+
+    async def counted_healthy() -> bool:
+        ok = await healthy()
+        probes.health += 1
+        probes.health_failures += not ok
+        return ok
+
+    async def counted_smoke() -> Any:
+        result = await smoke()
+        probes.smokes += 1
+        return result
+
+    supervisor.client.healthy = counted_healthy  # type: ignore[method-assign]
+    supervisor.client.smoke = counted_smoke  # type: ignore[method-assign]
+    return probes
+
+
 def counter(supervisor: Supervisor, name: str, labels: dict[str, str] | None = None) -> float:
     value = supervisor.metrics.registry.get_sample_value(name, labels or {})
     return 0.0 if value is None else value
@@ -96,17 +126,20 @@ async def test_ready_after_health_and_smoke(harness: Harness, flavour: str) -> N
 
 async def test_healthy_engine_is_not_ready_while_smoke_completion_fails(harness: Harness) -> None:
     supervisor = harness.start("sglang", {"FAKE_ENGINE_COMPLETION_FAIL": "1"})
+    probes = count_probes(supervisor)
     await until(lambda: "HTTP 500" in supervisor.reason)
     assert await supervisor.client.healthy()
-    await asyncio.sleep(0.3)
+    seen = probes.smokes
+    await until(lambda: probes.smokes >= seen + 3)  # three more failed smoke tests, however slow the machine
     assert not supervisor.ready
     assert supervisor.state is State.LOADING
 
 
 async def test_failing_health_keeps_engine_not_ready(harness: Harness) -> None:
     supervisor = harness.start("vllm", {"FAKE_ENGINE_HEALTH_FAIL": "1"})
+    probes = count_probes(supervisor)
     await until(lambda: counter(supervisor, "gpufleet_node_engine_starts_total") >= 1)
-    await asyncio.sleep(0.4)
+    await until(lambda: probes.health_failures >= 3)  # observed failing, not just given time to fail
     assert not supervisor.ready
     assert supervisor.state is State.LOADING
 
@@ -297,7 +330,8 @@ async def test_drain_during_startup_stops_without_ever_becoming_ready(harness: H
     states: list[State] = []
     watcher = asyncio.create_task(_record_states(supervisor, states))
     await supervisor.drain()
-    await asyncio.sleep(0.3)  # any late probe result would flip the state now
+    task = next(t for sup, t in harness.supervisors if sup is supervisor)
+    await asyncio.wait_for(asyncio.shield(task), timeout=5)  # the probe loop has ended: nothing can flip now
     watcher.cancel()
     assert supervisor.state is State.STOPPED
     assert not supervisor.ready

@@ -148,7 +148,11 @@ async def test_work_queue_dedups_and_requeues_dirty_keys() -> None:
     queue.done(key)
     assert len(queue) == 1
     queue.add_after("b", 0.01)
-    await asyncio.sleep(0.05)
+    assert len(queue) == 1  # not before its delay
+    for _ in range(1000):  # polls for the delayed key (up to ~5 s), however slow the machine
+        if len(queue) == 2:
+            break
+        await asyncio.sleep(0.005)
     assert len(queue) == 2
     queue.close()
 
