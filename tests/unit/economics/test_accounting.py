@@ -304,3 +304,102 @@ def test_close_recorded_carries_what_the_record_lacks() -> None:
     assert same.carried == 0
     with pytest.raises(InvalidInput):
         close_recorded(state, 2, {})
+
+
+KC = SeriesKey("router-0", "ns/c", "node-3", "0", "m-1b")
+
+
+def test_close_recorded_details() -> None:
+    state = run(fresh(), scrape(1010, s(KA, 0), s(KB, 0)), scrape(1050, s(KA, 41, 3, 4), s(KB, 7)))
+    state.carried = 5
+    state.carried_by_epoch = {2: 3}
+    adopted = close_recorded(state, 1, {"ns/a": 40})  # ns/b is not in the record at all
+    assert adopted.tally(2)["ns/a"].completed == 1  # exactly one extra job is carried
+    assert adopted.tally(2)["ns/b"].completed == 7
+    assert adopted.carried == 5 + 1 + 7
+    assert adopted.carried_by_epoch == {2: 3 + 1 + 7}
+    carried = adopted.tally(2)["ns/a"]
+    assert (carried.prompt_tokens, carried.completion_tokens, carried.tokens_by_model) == (0, 0, {})
+
+
+def test_ingest_counters_accumulate_within_one_scrape() -> None:
+    state = run(fresh(), scrape(1010, s(KA, 10), s(KB, 10), s(KC, 10)))
+    state.resets, state.ignored, state.carried = 4, 6, 8
+    # two series reset in the same scrape
+    state, rep = ingest(state, scrape(1020, s(KA, 1), s(KB, 2), s(KC, 12)), CLOCK)
+    assert rep.resets == 2
+    assert state.resets == 6
+    # two stale series, then one that counts: a stale series does not stop the scrape
+    state, rep = ingest(state, scrape(1015, s(KA, 9), s(KB, 9)), CLOCK)
+    assert rep.stale == 2
+    state, rep = ingest(state, scrape(1030, s(KA, 1), s(KB, 2), s(KC, 15)), CLOCK)  # KA, KB unchanged
+    assert state.tally(1)["ns/c"].completed == 5
+    # a sample at the same time as the cursor is not stale: its increase counts
+    state, rep = ingest(state, scrape(1030, s(KC, 16)), CLOCK)
+    assert rep.stale == 0
+    assert state.tally(1)["ns/c"].completed == 6
+    assert state.ignored == 6
+    assert state.carried == 8
+
+
+def test_ignored_and_carried_accumulate_over_series() -> None:
+    late = AccountingState.start(CLOCK, 1130)  # counting starts in epoch 3
+    late.ignored = 2
+    late = run(late, scrape(1110, s(KA, 0), s(KB, 0)))
+    late, rep = ingest(late, scrape(1130, s(KA, 20), s(KB, 40)), CLOCK)
+    assert rep.ignored == 10 + 20
+    assert late.ignored == 2 + 30
+    state = mark_closed(run(fresh(), scrape(1010, s(KA, 0), s(KB, 0))), 1)
+    state.carried = 1
+    state, rep = ingest(state, scrape(1070, s(KA, 60), s(KB, 60)), CLOCK)
+    assert rep.carried == 100
+    assert state.carried == 101
+    assert state.carried_by_epoch == {2: 100}
+
+
+def test_tokens_are_kept_per_model_in_report_and_lifetime() -> None:
+    state = run(fresh(), scrape(1010, s(KA, 0), s(KC, 0)))
+    state, rep = ingest(state, scrape(1020, s(KA, 1, 5, 5), s(KC, 1, 2, 0)), CLOCK)
+    assert rep.added[1]["ns/a"].tokens_by_model == {"m-8b": 10}
+    assert state.lifetime_tokens == {"ns/a": {"m-8b": 10}, "ns/c": {"m-1b": 2}}
+    state = run(state, scrape(1030, s(KA, 2, 6, 6)))
+    assert state.lifetime_tokens["ns/a"] == {"m-8b": 12}
+
+
+def test_a_cursor_of_another_replica_with_the_same_boot_is_not_this_replicas() -> None:
+    other = SeriesKey("router-1", "ns/a", "node-1", "0", "m-8b")
+    state = run(fresh(), Scrape("router-1", "b1", 1010, (s(other, 0),)))
+    # router-0 is new (no cursor of its own): a baseline, even though router-1 has boot "b1" too
+    state, rep = ingest(state, scrape(1020, s(KA, 9)), CLOCK)
+    assert rep.added == {}
+
+
+def test_resets_count_in_the_epoch_of_the_scrape() -> None:
+    state = run(fresh(), scrape(1010, s(KA, 5)))
+    state, _ = ingest(state, scrape(1130, s(KA, 1), boot="b2"), CLOCK)  # epoch 3
+    assert state.resets_by_epoch == {3: 1}
+    state.resets_by_epoch[3] = 4
+    state, _ = ingest(state, scrape(1135, s(KA, 0), boot="b3"), CLOCK)
+    assert state.resets_by_epoch == {3: 5}
+
+
+def test_messages_and_minimal_state_document() -> None:
+    with pytest.raises(InvalidInput, match=r"the next epoch to close is 1, not 2$"):
+        mark_closed(fresh(), 2)
+    with pytest.raises(InvalidInput, match=r"series router-1\|ns/a\|n\|0\|m is not from source router-0$"):
+        ingest(fresh(), scrape(1010, s(SeriesKey("router-1", "ns/a", "n", "0", "m"), 1)), CLOCK)
+    with pytest.raises(InvalidInput, match=r"^InvalidInput: Invalid input: accounting state is not JSON: "):
+        AccountingState.from_json("{")
+    with pytest.raises(InvalidInput, match=r"accounting state version must be 1$"):
+        AccountingState.from_json('{"version": 2}')
+    with pytest.raises(InvalidInput, match=r"cursor a\|b\|c\|d\|e must have 3 values$"):
+        AccountingState.from_json(
+            '{"version": 1, "firstEpoch": 1, "closedThrough": 0, "cursors": {"a|b|c|d|e": '
+            '{"boot": "x", "at": 1, "values": [1]}}}'
+        )
+    with pytest.raises(InvalidInput, match=r"series key 'a\|b' must have 5 '\|'-separated parts$"):
+        SeriesKey.parse("a|b")
+    minimal = AccountingState.from_json('{"version": 1, "firstEpoch": 4, "closedThrough": 3}')
+    assert (minimal.first_epoch, minimal.closed_through, minimal.cursors, minimal.open) == (4, 3, {}, {})
+    assert (minimal.lifetime_tokens, minimal.carried, minimal.ignored, minimal.resets) == ({}, 0, 0, 0)
+    assert (minimal.carried_by_epoch, minimal.resets_by_epoch) == ({}, {})
