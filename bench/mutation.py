@@ -59,7 +59,7 @@ MODULES: dict[str, list[str]] = {
         "tests/unit/economics/test_ledger_mutants.py",
     ],
     "gpufleet.api.quantity": ["tests/unit/api/test_quantity.py", "tests/unit/api/test_quantity_mutants.py"],
-    "gpufleet.shares": ["tests/unit/operator/test_shares.py"],
+    "gpufleet.shares": ["tests/unit/operator/test_shares.py", "tests/unit/operator/test_shares_mutants.py"],
     "gpufleet.fleet": ["tests/unit/operator/test_fleet.py"],
     "gpufleet.rollout.plan": [
         "tests/unit/rollout/test_plan.py",

@@ -83,3 +83,47 @@ async def test_converges_after_api_faults(tmp_path: Path, record: dict[str, Any]
         assert recover <= 30, record
         assert r.proxy.rate(start, end) <= 25, record
         assert r.operator.alive()
+
+
+async def test_routine_network_errors_log_no_tracebacks(tmp_path: Path, record: dict[str, Any]) -> None:
+    async with rig(tmp_path, Layout(nodes=4, pools=1), start=False) as r:
+        r.proxy.plan = FaultPlan(error_rate=0.3, reset_rate=0.2)
+        await r.start_operator()
+        start = r.proxy.mark()
+        await wait_for(lambda: r.proxy.outcomes(start).get("reset", 0) >= 10, within=60)
+        r.proxy.plan = NO_FAULTS
+        await wait_for(r.converged(), within=60)
+        lines = r.operator.log_lines()
+        record.update(resets=r.proxy.outcomes(start).get("reset", 0), tracebacks=r.operator.tracebacks())
+        record.update(log_lines=len(lines))
+        assert r.operator.tracebacks() == 0, record
+
+
+@pytest.mark.parametrize("indexes", ["kopf", "local"])
+async def test_one_429_during_start_up_does_not_stall(
+    tmp_path: Path, record: dict[str, Any], indexes: str
+) -> None:
+    """F7: in local mode one transient 429 on the start-up list stalled the operator for 60 s."""
+    async with rig(tmp_path, LAYOUT, start=False, env={"GPUFLEET_INDEXES": indexes}) as r:
+        r.proxy.set_plan(FaultPlan(error_rate=1.0, error_codes=(429,), paths=("/pods",), max_faults=1))
+        await r.start_operator()
+        took = await wait_for(r.converged(), within=90)
+        record.update(indexes=indexes, converge_s=round(took, 1), injected=r.proxy.injected)
+        assert r.proxy.injected == 1
+        assert took <= 30, record
+
+
+async def test_brownout_recovery_wakes_every_node(tmp_path: Path, record: dict[str, Any]) -> None:
+    """F11: after a brownout (every request refused) the last nodes were retried up to 60 s later."""
+    async with rig(tmp_path, LAYOUT) as r:
+        await wait_for(r.converged(), within=90)
+        pods = r.cluster.store.resolve("", "v1", "pods")
+        r.proxy.plan = FaultPlan(error_rate=1.0, error_codes=(503,))
+        for i in range(LAYOUT.nodes):  # every node needs the API during the brownout
+            r.cluster.store.delete(pods, "fleet", f"box-{i}-gpu-0", actor="test")
+        start = r.proxy.mark()
+        await wait_for(lambda: len(r.proxy.requests_between(start)) >= 30, within=60)
+        r.proxy.plan = NO_FAULTS
+        took = await wait_for(r.converged(), within=90)
+        record.update(brownout_requests=len(r.proxy.requests_between(start)), recover_s=round(took, 1))
+        assert took <= 10, record

@@ -48,9 +48,6 @@ def with_duplicate() -> list[dict[str, Any]]:
     return [*LAYOUT.objects(), inode("box-dup", "pool-1", "gpu-0")]  # pool-1 claims pool-0's node
 
 
-@pytest.mark.xfail(
-    strict=True, reason="F3: validation carried over by (node, index) counts pool A's GPUs for B"
-)
 async def test_two_inference_nodes_on_one_node_never_both_count_it(
     tmp_path: Path, record: dict[str, Any]
 ) -> None:
@@ -68,9 +65,6 @@ async def test_two_inference_nodes_on_one_node_never_both_count_it(
         assert all(len(n) == 1 for n in claims.values()), claims
 
 
-@pytest.mark.xfail(
-    strict=True, reason="F2: a pod rejected at admission is recreated in a tight loop, never named"
-)
 async def test_admission_rejections_back_off_and_are_named(tmp_path: Path, record: dict[str, Any]) -> None:
     async with rig(tmp_path, LAYOUT, objects=with_duplicate()) as r:
         await wait_for(nodes_ready(r, ["box-1", "box-2"]), within=90)

@@ -120,7 +120,6 @@ async def test_unknown_engine_blocks_one_device_and_flips_count_once(
         assert r.operator.alive()
 
 
-@pytest.mark.xfail(strict=True, reason="F8: status never says why an agent failed (malformed, timed out)")
 async def test_malformed_and_hanging_agents_are_named_in_status(
     tmp_path: Path, record: dict[str, Any]
 ) -> None:
