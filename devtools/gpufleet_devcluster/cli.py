@@ -48,27 +48,32 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(func=handle)
 
 
-def detach(args: argparse.Namespace, timeout: float = 60.0) -> int:
-    """Start ``python -m gpufleet_devcluster`` in its own session and wait until it serves.
+def detach(args: argparse.Namespace, timeout: float | None = None) -> int:
+    """Start this command (without ``--detach``) in its own session and wait until it serves.
 
     So that a shell script (the README's cluster steps) can go on with kubectl at once, without
-    racing the kubeconfig being written.
+    racing the kubeconfig being written. Either backend: both print a ``... serving URL`` line
+    once their API answers (the real one may first build its binaries: it gets 15 minutes).
     """
     import subprocess
     import time
-    import urllib.request
 
+    backend = getattr(args, "backend", "emulator")
+    if timeout is None:
+        timeout = 900.0 if backend == "real" else 60.0
     out: Path = args.kubeconfig_out
     out.unlink(missing_ok=True)
     cmd = [
         sys.executable,
         "-m",
-        "gpufleet_devcluster",
+        "gpufleet",
+        "devcluster",
         "--kubeconfig-out",
         str(out),
         "--port",
         str(args.port),
     ]
+    cmd += ["--backend", backend]
     if args.crds is not None:
         cmd += ["--crds", str(args.crds)]
     for node in args.nodes or ():
@@ -87,14 +92,8 @@ def detach(args: argparse.Namespace, timeout: float = 60.0) -> int:
             )
             return 2
         first = log.read_text().splitlines()[:1]
-        if out.exists() and first and first[0].startswith("devcluster serving "):
-            url = first[0].split()[2].rstrip(";")
-            try:
-                with urllib.request.urlopen(f"{url}/readyz", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
+        if out.exists() and first and " serving " in first[0]:
+            break
         if time.monotonic() > deadline:
             proc.kill()
             print(f"error: the devcluster did not start within {timeout:.0f}s (log: {log})", file=sys.stderr)
@@ -116,11 +115,12 @@ def handle(args: argparse.Namespace) -> int:
         return 2
     if args.detach:
         return detach(args)
-    from gpufleet_devcluster.__main__ import parse_node, run
+    from gpufleet_devcluster.__main__ import EXAMPLE_NODES, parse_node, run
     from gpufleet_devcluster.cluster import DEFAULT_CRD_DIR
 
     try:
-        args.nodes = [parse_node(n) for n in args.nodes] if args.nodes else None
+        # Both backends default to the examples' nodes, so the README's steps work on either.
+        args.nodes = [parse_node(n) for n in args.nodes] if args.nodes else list(EXAMPLE_NODES)
     except argparse.ArgumentTypeError as exc:
         print(f"error: {exc}")
         return 2
