@@ -242,3 +242,68 @@ def test_stake_tracks_the_ledger(ops: list[tuple[str, int]]) -> None:
     assert s.total_stake == pool.total_staked_amount
     assert s.unstaking == pool.total_unstaking
     assert s.self_stake == 1000 * INT  # only dan moves
+
+
+def test_export_format_is_stable_and_minimal_state_imports() -> None:
+    ledger, _ = replay(parse_scenario(yaml.safe_load(scenario())))
+    text = export_state(ledger)
+    assert text == json.dumps(json.loads(text), sort_keys=True, indent=1)
+    assert text.startswith('{\n "completedRewardEpoch": 0,\n "format": "gpufleet.economics/ledger-state/v1",')
+    minimal = import_state(json.dumps({"format": "gpufleet.economics/ledger-state/v1"}))
+    assert (minimal.now, minimal.completed_reward_epoch, minimal.pools, minimal.records) == (0, 0, {}, {})
+    assert minimal.settings == Settings()
+    assert minimal.total_pools == 0
+    back = import_state(text)
+    assert back.total_pools == 1
+    assert back.now == ledger.now
+
+
+def test_more_refusal_messages() -> None:
+    with pytest.raises(InvalidInput, match=r"^InvalidInput: Invalid input: ledger state is not JSON: "):
+        import_state("{")
+    with pytest.raises(
+        InvalidInput, match=r"ledger state must have format 'gpufleet.economics/ledger-state/v1'$"
+    ):
+        import_state("[]")
+    fmt = {"format": "gpufleet.economics/ledger-state/v1"}
+    with pytest.raises(InvalidInput, match=r"unknown pool field\(s\) \['bogus'\]$"):
+        import_state(json.dumps({**fmt, "pools": [{"name": "p", "bogus": 1}]}))
+    with pytest.raises(InvalidInput, match=r"unknown staking record field\(s\) \['x'\]$"):
+        import_state(json.dumps({**fmt, "records": [{"owner": "o", "operator_pool": "p", "x": 1}]}))
+    with pytest.raises(InvalidInput, match=r"staking record of o names unknown pool nope$"):
+        import_state(json.dumps({**fmt, "records": [{"owner": "o", "operator_pool": "nope"}]}))
+    with pytest.raises(
+        InvalidInput, match=r"needs exactly one of scenario.yaml, state.json; has \['other'\]$"
+    ):
+        load_ledger({"other": ""})
+    with pytest.raises(InvalidInput, match=r"^InvalidInput: Invalid input: scenario.yaml is not YAML: "):
+        load_ledger({SCENARIO_KEY: "a: [b"})
+    with pytest.raises(InvalidInput, match=r"^InvalidInput: Invalid input: scenario.yaml: "):
+        load_ledger({SCENARIO_KEY: "[]"})  # the scenario parser names the key as its source
+    with pytest.raises(InvalidInput, match=r"^InvalidInput: Invalid input: ledger cannot be read: "):
+        ledger_pool_stake({STATE_KEY: json.dumps({**fmt, "now": "soon"})}, "p")
+    with pytest.raises(InvalidInput, match=r"self stake 6 and total 5 are inconsistent$"):
+        meets_min_self_stake(6, 5)
+    assert not meets_min_self_stake(0, 1)
+
+
+def test_view_source_errors_text_and_pool_fields() -> None:
+    view = load_ledger(
+        {SCENARIO_KEY: scenario({"op": "stake", "owner": "dan", "pool": "op-pool", "amount": "99999"})}
+    )
+    assert view.source == SCENARIO_KEY
+    assert view.errors == ("step 3 (stake): InsufficientFunds",)
+    ledger, _ = replay(
+        parse_scenario(
+            yaml.safe_load(
+                scenario(
+                    {"op": "unstake", "owner": "op", "pool": "op-pool", "shares": "1000"},
+                    {"op": "close_pool", "pool": "op-pool"},
+                )
+            )
+        )
+    )
+    s = pool_stakes(ledger)["op-pool"]
+    assert s.address == ledger.pool("op-pool").address
+    assert s.closed is True
+    assert pool_stakes(replay(parse_scenario(yaml.safe_load(scenario())))[0])["op-pool"].closed is False
