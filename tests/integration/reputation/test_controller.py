@@ -464,3 +464,20 @@ async def test_the_networks_benchmark_table_overrides_the_bundled_one() -> None:
     broken = make(FakeApi(), router, clock, reputation_benchmarks_configmap="gpufleet/missing")
     await broken.step()  # a missing table is logged, the bundled one is used
     assert broken.benchmarks.lookup(MODEL, "rtx-4090") is not None
+
+
+async def test_a_restarted_operator_does_not_repeat_penalty_events() -> None:
+    api, router, clock = FakeApi(), FakeRouter(), Clock(T0)
+    for i in range(5):
+        add_pool(api, f"p{i}")
+    api.put(
+        "penalties",
+        {
+            "metadata": {"name": "old", "namespace": NS, "creationTimestamp": "2026-02-01T00:00:00Z"},
+            "spec": {"pool": "p0", "offense": "Manual", "reason": "long ago", "level": 1},
+        },
+    )
+    await make(api, router, clock).step()
+    assert [e[2] for e in api.events if e[2].startswith("Penalty")] == ["PenaltyExpired"]
+    await make(api, router, clock).step()  # a restart: same state, no new Event
+    assert [e[2] for e in api.events if e[2].startswith("Penalty")] == ["PenaltyExpired"]
