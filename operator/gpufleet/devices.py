@@ -119,7 +119,7 @@ def _int_label(labels: Mapping[str, str], key: str) -> int | None:
 def plan_devices(inode: InodeView, node: NodeView | None, catalog: Catalog) -> NodePlan:
     """The GPUs to run engines on, from GFD labels (node-level: one product per node)."""
     if node is None:
-        return NodePlan((), f"Kubernetes node {inode.node_name!r} does not exist", node_observed=False)
+        return NodePlan((), f"Kubernetes node {inode.node_name!r} not found", node_observed=False)
     labels = node.labels
     counted = _int_label(labels, GFD_COUNT)
     count = counted if counted is not None else node.allocatable_gpus

@@ -159,7 +159,9 @@ def inode_status(
                                          observed_generation=gen, now=now)
 
     total = len(node_plan.devices)
-    if total == 0:
+    if total == 0 and not node_plan.node_observed:
+        setc(GPU_VALIDATED, "False", Reason.NODE_NOT_FOUND, node_plan.problem or "Kubernetes node not found")
+    elif total == 0:
         setc(GPU_VALIDATED, "False", Reason.NO_GPUS, node_plan.problem or "no GPU planned")
     elif blocked:
         setc(GPU_VALIDATED, "False", Reason.DEVICE_BLOCKED,

@@ -45,6 +45,7 @@ class Reason(StrEnum):
     DEVICE_BLOCKED = "DeviceBlocked"
     AWAITING_HARDWARE_REPORT = "AwaitingHardwareReport"
     NO_GPUS = "NoGPUs"
+    NODE_NOT_FOUND = "NodeNotFound"  # spec.nodeName names no Kubernetes node
     # EngineSelected
     RELEASE_SELECTED = "ReleaseSelected"
     NO_MATCHING_RELEASE = "NoMatchingRelease"

@@ -892,14 +892,20 @@ class Reconciler:
 
     async def _probe_and_open_gate(self, pod: PodView) -> dict[str, Any] | None:
         client = self._client()
+        how = "the kubelet's readiness probe of the node agent's /readyz passed"
         try:
-            await client.proxy_get(
-                pod.namespace,
-                pod.name,
-                self.settings.agent_port,
-                "/readyz",
-                self.settings.agent_request_timeout_seconds,
-            )
+            if not pod.container_ready:
+                # The container is ready only once the kubelet's readiness probe (the same
+                # /readyz, see podspec) answered 200: then there is nothing to ask. Otherwise ask
+                # ourselves (a few times, then the container turning ready brings us back).
+                how = "node agent /readyz answered 200"
+                await client.proxy_get(
+                    pod.namespace,
+                    pod.name,
+                    self.settings.agent_port,
+                    "/readyz",
+                    self.settings.agent_request_timeout_seconds,
+                )
         except AgentUnreachable as exc:
             self.stats["readyz_not_ready"] += 1
             failures = self._gate_next.get(pod.uid, (0, 0.0))[0] + 1
@@ -911,7 +917,7 @@ class Reconciler:
             "type": READY_GATE,
             "status": "True",
             "reason": "EngineReady",
-            "message": "node agent /readyz answered 200 and the GPU is validated",
+            "message": f"{how} and the GPU is validated",
         }
         updated = await client.set_pod_condition(pod.namespace, pod.name, _pod_condition(cond, self.now))
         self._gate_next.pop(pod.uid, None)

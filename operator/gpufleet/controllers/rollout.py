@@ -50,7 +50,7 @@ from gpufleet.rollout.plan import (
 from gpufleet.rollout.plan import plan_rollout as plan_step
 from gpufleet.rollout.report import RELEASE_SKIPPED, ROLLED_BACK, UPDATING, progress, rollout_conditions
 from gpufleet.rollout.selection import LEAVING_HALTED, ReleaseView, Selection, select_release
-from gpufleet.rollout.state import FailureRecord, Phase, RolloutStatus
+from gpufleet.rollout.state import ACTIVE_PHASES, FailureRecord, Phase, RolloutStatus
 from gpufleet.rollout.views import (
     CRASH_RESTARTS,
     STUCK_REASONS,
@@ -365,10 +365,17 @@ class RolloutController:
             releases = self.releases()
             selection = self.select(spec, status, node, releases, pool)
             active = releases.get(node.rollout.release or "")
-            capacity = self._pool_capacity(pool, key, len(node.serving))
-            heading = active if node.rollout.phase == Phase.PROGRESSING else None
-            slots = self.release_slots(key, heading or selection.target)
-            capacity = replace(capacity, release_slots=slots)
+            target = selection.target
+            resting = node.rollout.phase not in ACTIVE_PHASES
+            if resting and (target is None or str(target.version) == node.current_version):
+                # Nothing to start: the pool's headroom and the budget are not looked at (this is
+                # every pass of a converged node, so it must stay cheap).
+                capacity = PoolCapacity(len(node.serving))
+            else:
+                capacity = self._pool_capacity(pool, key, len(node.serving))
+                heading = active if node.rollout.phase == Phase.PROGRESSING else None
+                slots = self.release_slots(key, heading or selection.target)
+                capacity = replace(capacity, release_slots=slots)
             plan = plan_step(
                 node,
                 pods,
@@ -449,7 +456,10 @@ class RolloutController:
         release = spec.get("release") or {}
         pool_body = _first(self.host.caches.pools.get(pool))
         node_view: NodeView | None = _first(self.host.caches.nodes.get(spec.get("nodeName")))
-        labels = node_view.labels if node_view is not None else None
+        if node_view is None:
+            # Say what is true (#21 F12): not "driver version unknown" but no node at all.
+            return Selection(None, (), "NodeNotFound", f"Kubernetes node {spec.get('nodeName')!r} not found")
+        labels = node_view.labels
         try:
             return select_release(
                 releases.values(),

@@ -44,7 +44,7 @@ def test_gpu_count_caps_and_explains() -> None:
 
 def test_missing_node_and_gpuless_node_plan_nothing() -> None:
     inode = InodeView.from_body(inode_body(node="ghost"))
-    assert "does not exist" in (plan_devices(inode, None, CATALOG).problem or "")
+    assert "not found" in (plan_devices(inode, None, CATALOG).problem or "")
     empty = NodeView(name="cpu-node", labels={}, allocatable_gpus=None)
     assert plan_devices(inode, empty, CATALOG).devices == ()
 
