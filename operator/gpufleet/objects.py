@@ -199,34 +199,6 @@ class PoolView:
 
 
 @dataclass(frozen=True)
-class ReleaseView:
-    """An ``EngineRelease`` (cluster-scoped)."""
-
-    name: str
-    version: str
-    image: str
-    channel: str | None
-    min_driver_version: str | None
-    engines: tuple[str, ...]
-
-    @classmethod
-    def from_body(cls, body: Body) -> ReleaseView:
-        meta = _meta(body)
-        spec = body.get("spec") or {}
-        where = f"EngineRelease {meta.get('name')}"
-        if not spec.get("version") or not spec.get("image"):
-            raise InvalidObject(f"{where}: spec.version and spec.image are required")
-        return cls(
-            name=str(meta.get("name") or ""),
-            version=str(spec["version"]),
-            image=str(spec["image"]),
-            channel=spec.get("channel"),
-            min_driver_version=spec.get("minDriverVersion"),
-            engines=tuple(spec.get("engines") or ()),
-        )
-
-
-@dataclass(frozen=True)
 class NodeView:
     """A Kubernetes ``Node``: only its GPU Feature Discovery labels and GPU capacity."""
 
@@ -275,7 +247,8 @@ class PodView:
     conditions: tuple[Mapping[str, Any], ...] = ()
     owner_uid: str | None = None
     resource_version: str = ""
-    restarts: int = 0  # summed over containers (crash-loop detection)
+    restarts: int = 0  # summed over containers
+    max_restarts: int = 0  # of the container that restarted most (crash-loop detection)
     waiting_reason: str | None = None  # e.g. CrashLoopBackOff, ImagePullBackOff
     #: ``status.reason``/``message`` of the pod, e.g. ``OutOfnvidia.com/gpu`` when the kubelet
     #: rejected it at admission.
@@ -320,6 +293,7 @@ class PodView:
             owner_uid=owner,
             resource_version=str(meta.get("resourceVersion") or ""),
             restarts=sum(int(s.get("restartCount") or 0) for s in statuses),
+            max_restarts=max((int(s.get("restartCount") or 0) for s in statuses), default=0),
             reason=status.get("reason"),
             message=(str(status["message"])[:512] if status.get("message") else None),
             waiting_reason=next(

@@ -28,12 +28,12 @@ import contextlib
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from gpufleet.conditions import Clock, Status, set_condition, utcnow
 from gpufleet.metrics import METRICS
-from gpufleet.objects import READY_GATE, NodeView
+from gpufleet.objects import NodeView
 from gpufleet.objects import PodView as CorePod
 from gpufleet.podspec import PodRelease
 from gpufleet.rollout.budget import HALTED, counts_against, evaluate_budget
@@ -45,19 +45,17 @@ from gpufleet.rollout.plan import (
     PoolCapacity,
     device_image,
     node_unavailable,
-    parse_time,
 )
 from gpufleet.rollout.plan import plan_rollout as plan_step
 from gpufleet.rollout.report import RELEASE_SKIPPED, ROLLED_BACK, UPDATING, progress, rollout_conditions
 from gpufleet.rollout.selection import LEAVING_HALTED, ReleaseView, Selection, select_release
 from gpufleet.rollout.state import ACTIVE_PHASES, FailureRecord, Phase, RolloutStatus
 from gpufleet.rollout.views import (
-    CRASH_RESTARTS,
-    STUCK_REASONS,
     approved_major,
     node_engines,
     node_hardware,
     node_state,
+    pod_view_of,
     pool_max_unavailable,
     release_view,
 )
@@ -97,34 +95,7 @@ def _condition(conditions: Iterable[Mapping[str, Any]], type_: str) -> Mapping[s
     return next((c for c in conditions if c.get("type") == type_), None)
 
 
-def rollout_pod(pod: CorePod, *, first_seen_ready: datetime | None = None) -> PodView:
-    """The rollout planner's view of one pod of the shared pod cache.
-
-    Ready means the pod's Ready condition *and* the ``gpufleet.io/engine-ready`` gate are True;
-    ``ready_since`` is the earlier of when this operator first saw it ready and the later
-    transition time of the two plus one second (seconds are truncated): both are upper bounds
-    of the real moment, so ``minReadySeconds`` is never shortened.
-    """
-    ready_cond = _condition(pod.conditions, "Ready")
-    gate = _condition(pod.conditions, READY_GATE)
-    ready = bool(ready_cond and ready_cond.get("status") == "True" and gate and gate.get("status") == "True")
-    ready_since: datetime | None = None
-    if ready:
-        stamps = [parse_time(c.get("lastTransitionTime")) for c in (ready_cond, gate) if c]
-        known = [s for s in stamps if s is not None]
-        bounds = [b for b in (first_seen_ready, max(known) + timedelta(seconds=1) if known else None) if b]
-        ready_since = min(bounds) if bounds else None
-    crash = pod.phase == "Failed" or pod.waiting_reason in STUCK_REASONS or pod.restarts >= CRASH_RESTARTS
-    return PodView(
-        name=pod.name,
-        device_index=pod.device_index if pod.device_index is not None else -1,
-        image=pod.image,
-        version=pod.version,
-        ready=ready,
-        ready_since=ready_since,
-        crash_looping=crash,
-        terminating=pod.deleting,
-    )
+rollout_pod = pod_view_of  # the one derivation (gpufleet.rollout.views)
 
 
 @dataclass

@@ -11,7 +11,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from gpufleet.api.conditions import device_blocked
-from gpufleet.objects import LABEL_DEVICE, LABEL_VERSION, READY_GATE
+from gpufleet.objects import READY_GATE
+from gpufleet.objects import PodView as CorePod
 from gpufleet.rollout.plan import NodeState, PodView, UpdatePolicy, parse_time
 from gpufleet.rollout.selection import CHANNELS, DEFAULT_CHANNEL, NodeHardware, ReleaseView
 from gpufleet.rollout.semver import InvalidVersion, Version
@@ -37,48 +38,46 @@ def _condition(conditions: Iterable[Mapping[str, Any]], type_: str) -> Mapping[s
 
 
 def pod_view(body: Body, *, first_seen_ready: datetime | None = None) -> PodView | None:
-    """The planner's view of an engine pod; ``None`` for a pod without a device-index label.
+    """The planner's view of an engine pod body; ``None`` for a pod without a device-index label.
 
-    Ready means the pod's Ready condition *and* the ``gpufleet.io/engine-ready`` gate are True.
-    ``ready_since`` is the earlier of when this operator first saw it ready and the later of the
-    two conditions' transition times plus one second (they have second precision): both are
-    upper bounds of the real moment, so ``minReadySeconds`` is never shortened.
+    Derived from the one typed view of a pod (``gpufleet.objects.PodView``, what the shared pod
+    watch caches) by ``pod_view_of``.
     """
-    meta = _meta(body)
-    labels = meta.get("labels") or {}
-    raw_index = str(labels.get(LABEL_DEVICE) or "")
-    if not raw_index.isdigit():
-        return None
-    index = int(raw_index)
-    spec = body.get("spec") or {}
-    status = body.get("status") or {}
-    containers = spec.get("containers") or [{}]
-    conditions = status.get("conditions") or ()
-    ready_cond = _condition(conditions, "Ready")
-    gate = _condition(conditions, READY_GATE)
+    view = CorePod.from_body(body)
+    return None if view.device_index is None else pod_view_of(view, first_seen_ready=first_seen_ready)
+
+
+def pod_view_of(pod: CorePod, *, first_seen_ready: datetime | None = None) -> PodView:
+    """The rollout planner's view of one pod of the shared pod cache.
+
+    Ready means the pod's Ready condition *and* the ``gpufleet.io/engine-ready`` gate are True;
+    ``ready_since`` is the earlier of when this operator first saw it ready and the later
+    transition time of the two plus one second (they have second precision): both are upper
+    bounds of the real moment, so ``minReadySeconds`` is never shortened.
+    """
+    ready_cond = _condition(pod.conditions, "Ready")
+    gate = _condition(pod.conditions, READY_GATE)
     ready = bool(ready_cond and ready_cond.get("status") == "True" and gate and gate.get("status") == "True")
     ready_since: datetime | None = None
     if ready:
         stamps = [parse_time(c.get("lastTransitionTime")) for c in (ready_cond, gate) if c]
         known = [s for s in stamps if s is not None]
-        # Both are upper bounds of the true moment (seconds are truncated; events arrive late), so
-        # the earlier one is the tighter bound that still never shortens minReadySeconds.
         bounds = [b for b in (first_seen_ready, max(known) + timedelta(seconds=1) if known else None) if b]
         ready_since = min(bounds) if bounds else None
-    crash = status.get("phase") == "Failed"
-    for cs in status.get("containerStatuses") or ():
-        waiting = (cs.get("state") or {}).get("waiting") or {}
-        if waiting.get("reason") in STUCK_REASONS or int(cs.get("restartCount") or 0) >= CRASH_RESTARTS:
-            crash = True
+    crash = (
+        pod.phase == "Failed"
+        or pod.waiting_reason in STUCK_REASONS
+        or pod.max_restarts >= CRASH_RESTARTS
+    )
     return PodView(
-        name=str(meta.get("name") or ""),
-        device_index=index,
-        image=containers[0].get("image"),
-        version=labels.get(LABEL_VERSION),
+        name=pod.name,
+        device_index=pod.device_index if pod.device_index is not None else -1,
+        image=pod.image,
+        version=pod.version,
         ready=ready,
         ready_since=ready_since,
         crash_looping=crash,
-        terminating=bool(meta.get("deletionTimestamp")),
+        terminating=pod.deleting,
     )
 
 
@@ -184,21 +183,3 @@ def approved_major(node_spec: Mapping[str, Any], pool_spec: Mapping[str, Any] | 
 
 def pool_max_unavailable(pool_spec: Mapping[str, Any] | None) -> int | str:
     return ((pool_spec or {}).get("updatePolicy") or {}).get("maxUnavailable", "10%")  # type: ignore[no-any-return]
-
-
-def pod_release(status: Mapping[str, Any] | None) -> tuple[str, str] | None:
-    """(version, image) for pods (re)created outside the rollout controller, e.g. self-healing.
-
-    During a rollout: the target while progressing, the version rolled from while checking or
-    rolling back; at rest the node's current version. ``None`` until a release was installed.
-    """
-    status = status or {}
-    rollout = RolloutStatus.from_status(status.get("rollout"))
-    if rollout.phase.value in ("Progressing", "PostCheck"):
-        pair = (rollout.target_version, rollout.target_image)
-    elif rollout.phase.value in ("PreCheck", "RollingBack"):
-        pair = (rollout.from_version, rollout.from_image)
-    else:
-        pair = (status.get("currentVersion"), rollout.current_image)
-    version, image = pair
-    return (str(version), str(image)) if version and image else None

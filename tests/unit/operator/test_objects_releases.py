@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gpufleet.objects import InodeView, InvalidObject, NodeView, PoolView, ReleaseView
+from gpufleet.objects import InodeView, InvalidObject, NodeView, PoolView
 from tests.unit.operator.bodies import inode_body, node_body, pool_body
-
-
-def rel(name: str, version: str, channel: str | None = "stable") -> ReleaseView:
-    spec = {"version": version, "image": f"r@sha256:{'0' * 64}", "channel": channel}
-    return ReleaseView.from_body({"metadata": {"name": name}, "spec": spec})
 
 
 def test_inode_view_reads_spec() -> None:

@@ -4,13 +4,11 @@ from datetime import timedelta
 
 import pytest
 
-from gpufleet.rollout.state import Phase, RolloutStatus
 from gpufleet.rollout.views import (
     approved_major,
     node_devices,
     node_hardware,
     node_state,
-    pod_release,
     pod_view,
     pool_max_unavailable,
     release_view,
@@ -149,25 +147,6 @@ def test_node_state_and_pool_settings() -> None:
     assert approved_major({}, None) is None
     assert pool_max_unavailable(None) == "10%"
     assert pool_max_unavailable({"updatePolicy": {"maxUnavailable": 4}}) == 4
-
-
-def test_pod_release_tells_the_core_which_version_to_create() -> None:
-    rollout = RolloutStatus(
-        phase=Phase.PROGRESSING,
-        from_version="1.0.0",
-        from_image=image("1.0.0"),
-        target_version="1.1.0",
-        target_image=image("1.1.0"),
-        current_image=image("1.0.0"),
-    )
-    status = {"currentVersion": "1.0.0", "rollout": rollout.to_status()}
-    assert pod_release(status) == ("1.1.0", image("1.1.0"))
-    back = {**status, "rollout": rollout.model_copy(update={"phase": Phase.ROLLING_BACK}).to_status()}
-    assert pod_release(back) == ("1.0.0", image("1.0.0"))
-    rest = {**status, "rollout": rollout.model_copy(update={"phase": Phase.SUCCEEDED}).to_status()}
-    assert pod_release(rest) == ("1.0.0", image("1.0.0"))
-    assert pod_release({}) is None
-    assert pod_release(None) is None
 
 
 def test_only_a_validation_verdict_blocks_a_device() -> None:
