@@ -60,7 +60,7 @@ MODULES: dict[str, list[str]] = {
     ],
     "gpufleet.api.quantity": ["tests/unit/api/test_quantity.py", "tests/unit/api/test_quantity_mutants.py"],
     "gpufleet.shares": ["tests/unit/operator/test_shares.py", "tests/unit/operator/test_shares_mutants.py"],
-    "gpufleet.fleet": ["tests/unit/operator/test_fleet.py"],
+    "gpufleet.fleet": ["tests/unit/operator/test_fleet.py", "tests/unit/operator/test_fleet_mutants.py"],
     "gpufleet.rollout.plan": [
         "tests/unit/rollout/test_plan.py",
         "tests/unit/rollout/test_limits.py",
@@ -204,14 +204,26 @@ def changed_lines(diff: str) -> str:
     )
 
 
-def run_module(module: str, tests: list[str], jobs: int, keep: bool) -> dict[str, Any]:
+def run_module(
+    module: str, tests: list[str], jobs: int, keep: bool, collect_only: bool = False
+) -> dict[str, Any]:
     """Mutate one module, run its tests against each mutant, and collect the verdicts."""
     base = Path(os.environ.get("GPUFLEET_MUTATION_DIR", Path(tempfile.gettempdir()) / "gpufleet-mutation"))
     work = base / module
-    mutated = lay_out(work, module, tests, jobs)
-    started = time.monotonic()
-    proc = mutmut(work, "run")
-    seconds = time.monotonic() - started
+    if collect_only:  # the verdicts of an earlier --keep run, collected again (no mutant is re-run)
+        mutated = "src/" + str(module_file(module).relative_to(ROOT)).split("/", 1)[1]
+        proc = subprocess.CompletedProcess([], 0, "", "")
+        seconds = (
+            float(json.loads((work / "seconds.json").read_text()))
+            if (work / "seconds.json").is_file()
+            else 0.0
+        )
+    else:
+        mutated = lay_out(work, module, tests, jobs)
+        started = time.monotonic()
+        proc = mutmut(work, "run")
+        seconds = time.monotonic() - started
+        (work / "seconds.json").write_text(json.dumps(seconds))
     meta_path = work / "mutants" / (mutated + ".meta")
     if proc.returncode != 0 or not meta_path.is_file():
         sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
@@ -346,6 +358,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="print the scores only")
     parser.add_argument("--list", action="store_true", help="list the configured modules and their tests")
     parser.add_argument("--render", action="store_true", help="re-render mutation.md from mutation.json")
+    parser.add_argument(
+        "--collect", action="store_true", help="re-collect the verdicts of an earlier --keep run (no re-run)"
+    )
     args = parser.parse_args(argv)
     if args.list:
         for module, tests in MODULES.items():
@@ -362,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     worst = 100.0
     for module in args.modules:
         tests = args.tests or default_tests(module)
-        r = run_module(module, tests, args.jobs, args.keep)
+        r = run_module(module, tests, args.jobs, args.keep or args.collect, args.collect)
         worst = min(worst, r["score"])
         print(
             f"{module}: {r['killed']}/{r['total']} killed = {r['score']} % "
@@ -371,8 +386,9 @@ def main(argv: list[str] | None = None) -> int:
         for s in r["survivors"]:
             if not s["equivalent"]:
                 print(f"  {s['status']}: {s['name']}")
-        results[module] = r
-        if not args.no_write:
+        if not args.no_write:  # re-read: another run may have written its modules meanwhile
+            results = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.is_file() else {}
+            results[module] = r
             RESULTS_JSON.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
             RESULTS_MD.write_text(render(results))
     return 0 if worst >= 90.0 else 1

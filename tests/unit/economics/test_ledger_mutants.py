@@ -22,8 +22,10 @@ from hypothesis import strategies as st
 
 from gpufleet.economics.errors import EconomicsError
 from gpufleet.economics.ledger import UNSET, Ledger, RewardClaim, settings_from_mapping
-from gpufleet.economics.merkle import Proof
-from gpufleet.economics.state import RewardRecord, Settings
+from gpufleet.economics.merkle import STAKING_PROGRAM_ID as PROGRAM
+from gpufleet.economics.merkle import Proof, name_to_pubkey, operator_pool_address
+from gpufleet.economics.state import MIN_SLASHING_DELAY_SECONDS, RewardRecord, Settings
+from gpufleet.economics.units import BPS_DENOMINATOR, U64_MAX
 
 JOURNAL = Path(__file__).with_name("ledger_journal.json")
 DAY = 86_400
@@ -99,6 +101,7 @@ def run(ledger: Ledger, steps: list[Step]) -> list[dict[str, Any]]:
         entry["totals"] = totals(ledger)
         entry["snapshot"] = _plain(ledger.snapshot())
         entry["records"] = {f"{p}/{o}": _plain(r) for (p, o), r in sorted(ledger.records.items())}
+        entry["pools"] = {name: _plain(pool) for name, pool in sorted(ledger.pools.items())}
         out.append(entry)
     return out
 
@@ -121,8 +124,8 @@ def operator_journey() -> list[Step]:
         ),
         ("create_pool", "p", "op"),
         ("create_pool", "q", "op"),
-        ("create_pool", "q", "quinn", KW(address="quinn-pool")),
-        ("create_pool", "q2", "quinn", KW(address="quinn-pool")),
+        ("create_pool", "q", "quinn"),
+        ("create_pool", "q2", "someone", KW(address=operator_pool_address(name_to_pubkey("quinn"), PROGRAM))),
         ("create_pool", "r", "ralph", KW({"reward_commission_rate_bps": 10_001})),
         ("create_pool", "r", "ralph", KW({"usdc_commission_rate_bps": -1})),
         ("create_pool", "r", "ralph", KW({"reward_commission_rate_bps": True})),
@@ -299,6 +302,69 @@ def emission_journey() -> list[Step]:
     ]
 
 
+def unfunded_admin_journey() -> list[Step]:
+    """Admins who never minted (their wallets appear only when paid), auto-staked fees, lagging and
+    closing epochs, slashing an operator with settled USDC, every bound at its edge."""
+    return [
+        ("mint", "dora", 10_000, 500),
+        ("mint", "dora", 1_000, 100),
+        ("mint", "whale", U64_MAX),
+        ("mint", "whale", 0, U64_MAX),
+        (
+            "create_pool",
+            "p",
+            "adam",
+            KW(reward_commission_rate_bps=2_000, usdc_commission_rate_bps=3_000, auto_stake_fees=True),
+        ),
+        (
+            "create_pool",
+            "q",
+            "bea",
+            KW(reward_commission_rate_bps=BPS_DENOMINATOR, usdc_commission_rate_bps=0),
+        ),
+        ("create_pool", "t", "tim"),
+        ("stake", "dora", "p", 5_000),
+        ("stake", "dora", "q", 3_000),
+        ("stake", "dora", "t", 1),
+        ("finalize_epoch", {"p": (1_000, 200), "q": (400, 50), "t": (0, 1)}),
+        ("finalize_epoch", {"p": (600, 120), "q": (100, 10), "t": (0, 1)}),
+        ("accrue_all",),
+        ("withdraw_reward_commission", "q"),
+        ("withdraw_usdc_commission", "q"),
+        ("claim_usdc_earnings", "adam", "p"),
+        ("withdraw_usdc_commission", "p"),
+        ("claim_usdc_earnings", "dora", "t"),
+        ("update_pool", "q", KW(auto_stake_fees=True, new_reward_commission_rate_bps=100)),
+        ("update_pool", "q", KW(new_reward_commission_rate_bps=200)),
+        ("finalize_epoch", {"p": (300, 90), "q": (50, 5), "t": (0, 0)}),
+        ("accrue_all",),
+        ("unstake", "adam", "p", 10),
+        ("advance_to", 0),
+        ("claim_unstake", "adam", "p"),
+        ("advance_to", 10 * DAY),
+        ("claim_unstake", "adam", "p"),
+        ("finalize_epoch", {"p": (0, 60), "q": (0, 0), "t": (0, 0)}),
+        ("accrue_all",),
+        ("unstake", "adam", "p", 1),
+        ("set_halt", "p", True),
+        ("advance_to", 20 * DAY),
+        ("slash", "p", 10**6),
+        ("slash", "p", 0),
+        ("update_settings", KW(slashing_delay_seconds=MIN_SLASHING_DELAY_SECONDS)),
+        ("update_settings", KW(slashing_delay_seconds=MIN_SLASHING_DELAY_SECONDS + 100)),
+        ("update_settings", KW(slashing_delay_seconds=MIN_SLASHING_DELAY_SECONDS - 1)),
+        ("slash", "p", 1),
+        ("slash", "p", 288),  # exactly every share the operator has left
+        ("close_pool", "q"),
+        ("finalize_epoch", {"q": (70, 7), "t": (0, 0)}),
+        ("finalize_epoch", {"t": (0, 0)}),
+        ("accrue_reward", "q"),
+        ("accrue_reward", "q"),
+        ("accrue_all",),
+        ("advance_to", 20 * DAY),
+    ]
+
+
 JOURNEYS = {
     "operator": (
         {"enforce_emission_schedule": False, "delegator_unstake_delay_seconds": DAY,
@@ -312,6 +378,12 @@ JOURNEYS = {
         program_mode_journey,
     ),
     "emission": ({}, emission_journey),
+    "unfunded": (
+        {"enforce_emission_schedule": False, "delegators_share_usdc": True, "min_operator_stake_bps": 0,
+         "min_operator_token_stake": 0, "operator_unstake_delay_seconds": DAY,
+         "slashing_delay_seconds": DAY},
+        unfunded_admin_journey,
+    ),
 }  # fmt: skip
 
 
