@@ -278,3 +278,108 @@ def test_scrape_from_router_stats() -> None:
     (sample,) = scrape.series
     assert sample.key.text() == "router-1|fleet/a|box|3|m"
     assert sample.values() == (7, 10, 20)
+
+
+def test_exact_documents_and_defaults() -> None:
+    a = pool_facts({"metadata": {"name": "a"}, "spec": {"selfStake": "1"}})  # no namespace: default
+    assert a.pool == "default/a"
+    assert a.commission_bps == 0
+    b = pool_facts(body("b", {"selfStake": "1"}))
+    result = compute_epoch_rewards(7, CLOCK, epoch_inputs([a, b], {}, [], *CLOCK.bounds(7)), emission=10)
+    doc = build_epoch_body(result, [a, b], {})
+    assert doc["metadata"] == {
+        "name": "epoch-00007",
+        "labels": {"app.kubernetes.io/managed-by": "gpufleet", "gpufleet.io/epoch": "7"},
+    }
+    assert doc["spec"]["counting"] == {"carriedJobs": 0, "routerResets": 0}
+    assert "maxLeavesPerTree" not in doc["spec"]
+    assert [p["stakeSource"] for p in doc["spec"]["pools"]] == ["spec", "spec"]
+    assert [p["halted"] for p in doc["spec"]["pools"]] == [False, False]
+    record = read_epoch(doc)
+    assert record.number == 7
+    assert record.max_leaves_per_tree is None
+    line = next(x for x in record.lines if x.pool == "fleet/b")
+    proof = proof_document(record, "fleet/b")
+    trees_root = record.roots[0]
+    assert proof == {
+        "epoch": 7,
+        "pool": "fleet/b",
+        "address": b.address,
+        "tokenAmount": line.reward,
+        "usdcAmount": 0,
+        "reward": f"0.00000000{line.reward}",
+        "leaf": f"{b.address},{line.reward},0",
+        "leafPreimage": "00" + f"{b.address},{line.reward},0".encode().hex(),
+        "leafHash": proof["leafHash"],
+        "merkleIndex": 0,
+        "proof": proof["proof"],
+        "proofPath": proof["proofPath"],
+        "root": trees_root,
+        "verified": True,
+    }
+    assert len(proof["proof"]) == 1
+    assert proof["proofPath"] in ([True], [False])
+    with pytest.raises(KeyError, match="epoch 7 has no line for pool fleet/zz"):
+        proof_document(record, "fleet/zz")
+
+
+def test_split_record_proofs_use_the_recorded_tree_size() -> None:
+    facts = [pool_facts(body(f"p{i}", {"selfStake": "1"})) for i in range(5)]
+    tally = {}
+    for i, f in enumerate(facts):
+        w = PoolWork()
+        w.add("m", i + 1, 0, 0)
+        tally[f.pool] = w
+    result = compute_epoch_rewards(
+        1, CLOCK, epoch_inputs(facts, tally, [], *CLOCK.bounds(1)), emission=1000, max_leaves_per_tree=2
+    )
+    doc = build_epoch_body(result, facts, tally, max_leaves_per_tree=2)
+    record = read_epoch(doc)
+    assert record.max_leaves_per_tree == 2
+    assert len(record.roots) == 3
+    assert record.problems() == []
+    for f in facts:
+        proof = proof_document(record, f.pool)
+        assert proof["verified"] is True
+        assert proof["root"] == record.roots[proof["merkleIndex"]]
+    assert {proof_document(record, f.pool)["merkleIndex"] for f in facts} == {0, 1, 2}
+
+
+def test_unread_ledger_pool_and_refs() -> None:
+    led = {"metadata": {"name": "c"}, "spec": {"stakeSource": {"ledger": {}}}}
+    assert ledger_ref(led) == ("", "")
+    f = pool_facts(led)
+    assert f == type(f)("default/c", pool_address("default/c"), 0, 0, 0, False, "ledger")
+    assert ledger_ref({"spec": {"stakeSource": {"ledger": "x"}}}) is None
+    halted = {
+        "metadata": {"name": "c", "annotations": {"gpufleet.io/halted": "true"}},
+        "spec": {"selfStake": "2"},
+    }
+    assert pool_facts(halted).halted is True
+    assert pool_facts({"metadata": {"name": "d"}, "spec": {}}).stake == 0
+
+
+def test_small_helpers_edges() -> None:
+    assert ratio_text(1, 1) == "1"
+    assert ratio_text(0, 1) == "0"
+    assert ratio_text(1, 2) == "0.5"
+    assert parse_model_params("a=1") == {"a": 1}
+    assert last_epoch_reward({"spec": {}}, "x") is None
+    award = read_award({"metadata": {"name": "n"}, "spec": {"pool": {"name": "p"}, "points": "1"}})
+    assert award == Award("default/n", "default/p", MICRO, 0, "")
+    pens = [
+        body("other", {"pool": "zz", "start": rfc3339(1)}),
+        {"metadata": {"name": "p"}, "spec": {"pool": "a", "start": rfc3339(5), "until": rfc3339(9)}},
+    ]
+    assert penalty_intervals(pens, "default/a") == [(5, 9)]
+    long = condition([], "T", "True", "R", "x" * 40_000, 1)
+    assert len(long[0]["message"]) == 32_768
+    assert "observedGeneration" not in long[0]
+    h = pool_facts(
+        {"metadata": {"name": "h", "annotations": {"gpufleet.io/halted": "true"}}, "spec": {"selfStake": "1"}}
+    )
+    (inp,) = epoch_inputs([h], {}, [], 0, 60)
+    assert inp.halted is True
+    plan = plan_points({"unsized": 1_000}, [Award("ns/x", "ns/p", -2 * MICRO, 1, "r")])
+    assert plan.compute == 1_000 * 1_000  # the default size: 1B
+    assert "ns/p's total" in plan.decisions["ns/x"].message
