@@ -41,7 +41,7 @@ from gpufleet.simulate.fleet import Fleet, build_fleet, sampler, stream
 from gpufleet.simulate.scenario import Scenario
 from gpufleet.simulate.select import make_selector
 
-ARRIVAL, COMPLETE, RETRY, SAMPLE, CONTROL, REPUTATION, HOUR, DOWN, UP, PENALTY_END = range(10)
+ARRIVAL, COMPLETE, RETRY, SAMPLE, CONTROL, REPUTATION, HOUR, DOWN, UP, PENALTY_END, MEASURE = range(11)
 
 
 @dataclass
@@ -401,6 +401,27 @@ def run(scn: Scenario, fleet: Fleet | None = None) -> RawResult:
             seq += 1
 
     total_slots = fl.total_slots
+    # Busy slot-seconds and up-seconds are reported for the measured window [warmup, duration]
+    # only (not the ramp-up, not the drain after arrivals stop): snapshots at both ends.
+    marks: list[tuple[list[float], list[float]]] = []
+    push(events, (warmup, seq, MEASURE, 0, 0))
+    seq += 1
+    push(events, (duration, seq, MEASURE, 1, 0))
+    seq += 1
+
+    def snapshot(now: float) -> None:
+        for d in range(n_dev):
+            n = active[d]
+            if n and now > tlast[d]:
+                dt = now - tlast[d]
+                vtime[d] += dt * rate[d][n]
+                busy[d] += n * dt
+                tlast[d] = now
+            if up[d] and now > up_since[d]:
+                up_total[d] += now - up_since[d]
+                up_since[d] = now
+        marks.append((busy[:], up_total[:]))
+
     last_sample_t = 0.0
     last_sample_int = 0.0
     last_control_t = 0.0
@@ -678,6 +699,9 @@ def run(scn: Scenario, fleet: Fleet | None = None) -> RawResult:
                 repair = now + r_out.expovariate(1.0 / out_spec.mttr_s)
                 push(events, (repair, seq, UP, a, 1))
                 seq += 1
+        elif kind == MEASURE:
+            if len(marks) < 2:
+                snapshot(min(now, last_work) if a and not arrivals_open else now)
         elif kind == UP:
             bring_up(a, now)
             if b and arrivals_open and out_spec.mtbf_s:
@@ -686,9 +710,10 @@ def run(scn: Scenario, fleet: Fleet | None = None) -> RawResult:
 
     # The run ends with the last request's event, not with a periodic tick left in the heap.
     end = last_work
-    for d in range(n_dev):
-        if up[d]:
-            up_total[d] += end - up_since[d]
+    while len(marks) < 2:  # a run shorter than its warm-up or window
+        snapshot(end)
+    busy_window = [b1 - b0 for b0, b1 in zip(marks[0][0], marks[1][0], strict=True)]
+    up_window = [u1 - u0 for u0, u1 in zip(marks[0][1], marks[1][1], strict=True)]
     return RawResult(
         scenario=scn,
         fleet=fl,
@@ -701,8 +726,8 @@ def run(scn: Scenario, fleet: Fleet | None = None) -> RawResult:
         dev_jobs=dev_jobs,
         dev_tokens=dev_tokens,
         dev_failures=dev_fail,
-        dev_busy_slot_s=busy,
-        dev_up_s=up_total,
+        dev_busy_slot_s=busy_window,
+        dev_up_s=up_window,
         measured_span_s=max(0.0, min(end, duration) - warmup),
         series=series,
         penalties=penalties,

@@ -165,6 +165,7 @@ def plot_sweep(result: dict[str, Any], out_dir: Path, prefix: str = "sweep") -> 
     ax.axhline(result["objective"]["slo_s"], color="black", linestyle=":", linewidth=1)
     ax.set_xscale("log")
     ax.set_yscale("symlog", linthresh=0.01)
+    ax.set_ylim(bottom=0)
     ax.set_xlabel("k per INT (leftmost point: k = 0)")
     ax.set_ylabel("p99 queueing delay (s)")
     ax.legend(fontsize=7, ncol=2)

@@ -61,6 +61,10 @@ def test_uniform_fleet_at_k0_reproduces_erlang_c_within_5_percent() -> None:
     sim_wait_share = sum(1 for x in delays if x > 0) / len(delays)
     assert sim_wq == pytest.approx(wq, rel=0.05)
     assert sim_wait_share == pytest.approx(c, rel=0.05)
+    # Busy slot-seconds over the measured window: the offered load (Little's law).
+    capacity = sum(cap * up for cap, up in zip(raw.fleet.dev_cap, raw.dev_up_s, strict=True))
+    assert sum(raw.dev_busy_slot_s) / capacity == pytest.approx(0.6, rel=0.02)
+    assert sum(raw.dev_up_s) == pytest.approx(2 * (200_000.0 - 200.0))
 
 
 @pytest.mark.parametrize("policy", ["edf", "random"])
