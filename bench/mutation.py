@@ -61,11 +61,7 @@ MODULES: dict[str, list[str]] = {
     "gpufleet.api.quantity": ["tests/unit/api/test_quantity.py", "tests/unit/api/test_quantity_mutants.py"],
     "gpufleet.shares": ["tests/unit/operator/test_shares.py", "tests/unit/operator/test_shares_mutants.py"],
     "gpufleet.fleet": ["tests/unit/operator/test_fleet.py", "tests/unit/operator/test_fleet_mutants.py"],
-    "gpufleet.rollout.plan": [
-        "tests/unit/rollout/test_plan.py",
-        "tests/unit/rollout/test_limits.py",
-        "tests/unit/rollout/test_budget.py",
-    ],
+    "gpufleet.rollout.plan": ["tests/unit/rollout/test_plan.py", "tests/unit/rollout/test_plan_mutants.py"],
 }
 
 #: package roots of the checkout -> where the private copy puts them (``src/`` is on mutmut's path).

@@ -53,6 +53,11 @@ def test_parse_exact_units(text: str, units: int) -> None:
         ("00.5", "INT amount must not have leading zeros, got '00.5'"),
         ("1.", "INT amount must be a decimal string like '100000' or '12.5', got '1.'"),
         ("abc", "INT amount must be a decimal string like '100000' or '12.5', got 'abc'"),
+        ("1X", "INT amount must be a decimal string like '100000' or '12.5', got '1X'"),
+        ("0.", "INT amount must be a decimal string like '100000' or '12.5', got '0.'"),
+        # Each rule is checked at its own bound: 9 decimals, 15 integer digits are fine in themselves.
+        ("01.123456789", "INT amount must not have leading zeros, got '01.123456789'"),
+        ("012345678901234", "INT amount must not have leading zeros, got '012345678901234'"),
     ],
 )
 def test_each_rule_has_its_own_message(text: str, message: str) -> None:
