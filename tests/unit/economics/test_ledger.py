@@ -85,9 +85,10 @@ def test_stake_refused_until_rewards_accrued_then_needs_funds() -> None:
     with pytest.raises(e.UnclaimedRewards):
         ledger.stake("d", "p", 5)
     ledger.accrue_reward("p")
+    before = ledger.snapshot()
     with pytest.raises(e.InsufficientFunds):
         ledger.stake("d", "p", 6)
-    before = ledger.snapshot()
+    assert ledger.snapshot() == before  # a refused instruction changes nothing, like a reverted transaction
     assert before["wallets"]["d"]["INT"] == 5
 
 
