@@ -127,7 +127,7 @@ def counter_delta(previous: CounterSnapshot | None, current: CounterSnapshot) ->
     """The increase from ``previous`` to ``current``; a reset counts ``current`` whole; no baseline -> 0."""
     if previous is None:
         return Delta()
-    base = CounterSnapshot(generation=current.generation) if current.is_reset_of(previous) else previous
+    base = CounterSnapshot() if current.is_reset_of(previous) else previous
     attributable = sum(current.failure(c) - base.failure(c) for c in FailureCause if is_attributable(c))
     other = sum(current.failure(c) - base.failure(c) for c in FailureCause if not is_attributable(c))
     return Delta(
@@ -358,14 +358,8 @@ class Window:
         )
 
 
-def advance(window: Window, now: int) -> Window:
-    """Roll the window forward to the hour of ``now``: buckets and baselines older than it drop out.
-
-    Time never runs backwards for a window: a ``now`` before its current hour changes nothing.
-    """
-    now_hour = hour_of(now)
-    if window.current_hour is not None and now_hour <= window.current_hour:
-        return window
+def _pruned(window: Window, now_hour: int) -> Window:
+    """The window at ``now_hour``: buckets, baselines and sources older than its first hour dropped."""
     first = window.first_hour(now_hour)
     return replace(
         window,
@@ -374,6 +368,17 @@ def advance(window: Window, now: int) -> Window:
         current_hour=now_hour,
         sources={k: v for k, v in window.sources.items() if v[1] >= first},
     )
+
+
+def advance(window: Window, now: int) -> Window:
+    """Roll the window forward to the hour of ``now``: buckets and baselines older than it drop out.
+
+    Time never runs backwards for a window: a ``now`` before its current hour changes nothing.
+    """
+    now_hour = hour_of(now)
+    if window.current_hour is not None and now_hour <= window.current_hour:
+        return window
+    return _pruned(window, now_hour)
 
 
 def observe(
@@ -405,7 +410,7 @@ def observe(
         base = previous[0] if previous else None
         if base is None and (obs.source, obs.counters.generation) in known:
             # A source we already follow reports a device for the first time: it counted from 0.
-            base = CounterSnapshot(generation=obs.counters.generation)
+            base = CounterSnapshot()
         delta = counter_delta(base, obs.counters)
         baselines[key] = (obs.counters, now_hour)
         if delta == Delta():
@@ -437,13 +442,7 @@ def merge_windows(a: Window, b: Window) -> Window:
         hours=a.hours,
         buckets=buckets,
         baselines={**a.baselines, **b.baselines},
-        current_hour=max(hours) if hours else None,
+        current_hour=None,
         sources={**a.sources, **b.sources},
     )
-    return (
-        merged
-        if merged.current_hour is None
-        else advance(
-            replace(merged, current_hour=merged.current_hour - 1), merged.current_hour * SECONDS_PER_HOUR
-        )
-    )
+    return _pruned(merged, max(hours)) if hours else merged
