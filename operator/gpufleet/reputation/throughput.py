@@ -159,7 +159,7 @@ def throughput_score(
 ) -> ThroughputScore:
     """min(1, observed / (benchmark * reference fraction)), or 1 with a note saying why not measured."""
     requests, tokens, decode_ms = observed_speed(buckets, policy)
-    busy = requests >= policy.min_requests and tokens >= policy.min_tokens and decode_ms > 0
+    busy = requests >= policy.min_requests and tokens >= policy.min_tokens
     observed = Fraction(tokens * MS_PER_SECOND, decode_ms) if decode_ms > 0 else None
     if benchmark is None:
         return ThroughputScore(ONE, ThroughputNote.NO_BENCHMARK, observed, None, requests, tokens)

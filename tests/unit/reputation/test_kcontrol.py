@@ -224,3 +224,25 @@ def test_k_stays_in_bounds_whatever_the_load(series: list[F | None]) -> None:
         assert P.k_min <= step.state.k <= P.k_max
         assert abs(step.change) <= max(P.rise_gain, P.fall_gain) * P.span + K_QUANTUM
         state = step.state
+
+
+def test_steps_report_the_utilisation_they_used() -> None:
+    held = k_step(KState(F(1, 10000), F(7, 10)), F(7, 10))
+    assert held.utilisation == F(7, 10)
+    moved = k_step(KState(F(1, 10000), F(1, 10)), F(1, 10))
+    assert moved.utilisation == F(1, 10)
+    assert moved.changed
+
+
+def test_settling_needs_the_last_step_still() -> None:
+    still = k_step(KState(F(1, 10000), F(7, 10)), F(7, 10))
+    moving = k_step(KState(F(0), F(0)), F(0))
+    assert settling_intervals([still, moving]) is None
+    assert settling_intervals([moving, still]) == 1
+    assert settling_intervals([still, still]) == 0
+
+
+def test_step_response_uses_the_given_policy() -> None:
+    fast = KPolicy(fall_gain=F(1))
+    assert settling_intervals(step_response(fast, fast.k_max, F(3, 10), F(95, 100), 40)) == 6
+    assert settling_intervals(step_response(P, P.k_max, F(3, 10), F(95, 100), 40)) == 11

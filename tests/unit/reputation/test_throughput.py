@@ -181,3 +181,30 @@ def test_score_is_in_unit_interval(rows: list[tuple[int, int, int]]) -> None:
     assert 0 <= s.score <= 1
     if s.note is ThroughputNote.MEASURED and s.observed_tokens_per_second is not None:
         assert s.score == min(F(1), s.observed_tokens_per_second / 25)
+
+
+def test_every_result_carries_its_inputs() -> None:
+    rows = [bucket(150, 20_000, 1_000_000)]
+    none = throughput_score(rows, None)
+    assert (none.requests, none.tokens, none.observed_tokens_per_second) == (150, 20_000, F(20))
+    few = throughput_score([bucket(50, 20_000, 1_000_000)], BENCH)
+    assert (few.requests, few.tokens, few.observed_tokens_per_second, few.benchmark) == (
+        50,
+        20_000,
+        F(20),
+        BENCH,
+    )
+    measured = throughput_score(rows, BENCH)
+    assert (measured.benchmark, measured.requests, measured.tokens) == (BENCH, 150, 20_000)
+
+
+def test_one_millisecond_of_decode_is_measurable() -> None:
+    s = throughput_score([bucket(100, 10_000, 1)], BENCH)
+    assert (s.note, s.observed_tokens_per_second, s.score) == (ThroughputNote.MEASURED, F(10_000_000), F(1))
+
+
+def test_the_policy_reaches_the_busy_hour_rule() -> None:
+    lenient = ThroughputPolicy(min_bucket_requests=1, min_requests=5, min_tokens=10)
+    s = throughput_score([bucket(5, 50, 10_000)], BENCH, lenient)  # 5 tok/s
+    assert (s.note, s.score, s.requests) == (ThroughputNote.MEASURED, F(1, 5), 5)
+    assert throughput_score([bucket(5, 50, 10_000)], BENCH).note is ThroughputNote.INSUFFICIENT_LOAD
