@@ -47,7 +47,7 @@ _not_run: list[int] = []
 
 def _uses_real(item: pytest.Item) -> bool:
     callspec = getattr(item, "callspec", None)
-    if callspec is not None and "real" in callspec.params.values():
+    if callspec is not None and "real" in (callspec.params.get("api"), callspec.params.get("cluster")):
         return True
     return "real_cluster" in getattr(item, "fixturenames", ())
 
