@@ -21,11 +21,12 @@ echoes them, so a pass that runs before the echo neither re-creates a pod nor re
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Collection, Hashable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, TypeVar, cast
@@ -91,6 +92,9 @@ INFO_TRANSITIONS = frozenset(
 #: Verdict reason of a device whose GPU uuid already counts for another InferenceNode (#21 F3).
 DUPLICATE_GPU = "DuplicateGPU"
 EXPECTATION_TTL = 30.0
+#: How long one pass waits for its agent requests (healthy agents answer in milliseconds); the
+#: rest finish in the background and queue the node again (#21 F10).
+AGENT_WAIT_SECONDS = 0.25
 UNREADY_PROBES = 3  # /readyz asks while the container is not ready yet (for clusters without probes)
 
 
@@ -199,6 +203,8 @@ class Reconciler:
         self._replace_backoff = Backoff(base=1.0, cap=300.0)
         self._replace_at: dict[tuple[str, str, int], float] = {}
         self._gate_next: dict[str, tuple[int, float]] = {}  # pod uid -> (failures, next probe time)
+        self._agent_tasks: dict[tuple[str, str], asyncio.Task[Any]] = {}  # (pod uid, path) in flight
+        self._late_calls: set[tuple[str, str]] = set()  # in flight after their pass stopped waiting
         self._seen_nodes: dict[str, NodeView] = {}
         self._inode_pool: dict[Key, str] = {}
         self._basis: dict[Key, tuple[int, int, Decimal]] = {}
@@ -677,22 +683,17 @@ class Reconciler:
         wanted = [p for p in pods if p.running and p.device_index in planned and p.uid not in self._reports]
         retry: float | None = None
         if wanted:
-            results = await asyncio.gather(*(self._fetch_report(p) for p in wanted))
-            for pod, ok in zip(wanted, results, strict=True):
-                if not ok:
+            fetches: list[tuple[PodView, str, Callable[[], Coroutine[Any, Any, Any]]]] = [
+                (p, "/v1/hardware", functools.partial(self._report_task, inode, p)) for p in wanted
+            ]
+            results = await self._agent_calls(inode.key, fetches)
+            for pod in wanted:
+                if results.get(pod.uid) is False:
                     delay = min(
                         self.settings.readiness_recheck_seconds * 2 ** (self._report_failures[pod.uid] - 1),
                         self.settings.readiness_recheck_max_seconds,
                     )
                     retry = delay if retry is None else min(retry, delay)
-                    if self._report_failures[pod.uid] == 3:
-                        cause = self._report_errors.get(pod.uid, "")
-                        self._event(
-                            _body_of(inode),
-                            "Warning",
-                            "HardwareReportFailed",
-                            f"pod {pod.name}: no hardware report after 3 attempts ({cause}); still retrying",
-                        )
         min_driver = release.min_driver_version if release else None
         labels = tuple(sorted(node.labels.items())) if node is not None else ()
         observations: dict[int, Observation] = {}
@@ -787,6 +788,57 @@ class Reconciler:
         if uuid is not None and self._uuid_owner.get(uuid) == (key, index):
             del self._uuid_owner[uuid]
 
+    async def _agent_calls(
+        self, key: Key, calls: list[tuple[PodView, str, Callable[[], Coroutine[Any, Any, Any]]]]
+    ) -> dict[str, Any]:
+        """Run agent requests without holding this worker for their timeout (#21 F10).
+
+        Each call runs as its own task (one per pod and path at a time); the pass waits at most
+        ``AGENT_WAIT_SECONDS`` for them, which covers every healthy agent, and takes the results
+        that are there. A call that outlives the wait finishes in the background and then queues
+        the node again, so a hanging agent costs its node a second pass, not a worker for 5 s.
+        """
+        tasks: dict[str, asyncio.Task[Any]] = {}
+        for pod, path, make in calls:
+            slot = (pod.uid, path)
+            task = self._agent_tasks.get(slot)
+            if task is None:
+                task = asyncio.create_task(make())
+                self._agent_tasks[slot] = task
+                self._background.add(task)
+
+                def finished(t: asyncio.Task[Any], slot: tuple[str, str] = slot) -> None:
+                    self._background.discard(t)
+                    self._agent_tasks.pop(slot, None)
+                    late = slot in self._late_calls
+                    self._late_calls.discard(slot)
+                    if not t.cancelled():
+                        t.exception()  # retrieved: logged by the task itself
+                        if late:  # no pass saw its result: bring the node back
+                            self.queue.add(("inode", *key))
+
+                task.add_done_callback(finished)
+            tasks[pod.uid] = task
+        if tasks:
+            await asyncio.wait(set(tasks.values()), timeout=AGENT_WAIT_SECONDS)
+        for pod, path, _ in calls:
+            if not tasks[pod.uid].done():
+                self._late_calls.add((pod.uid, path))
+        done = {uid: t for uid, t in tasks.items() if t.done() and not t.cancelled()}
+        return {uid: t.result() for uid, t in done.items() if t.exception() is None}
+
+    async def _report_task(self, inode: InodeView, pod: PodView) -> bool:
+        ok = await self._fetch_report(pod)
+        if not ok and self._report_failures[pod.uid] == 3:
+            cause = self._report_errors.get(pod.uid, "")
+            self._event(
+                _body_of(inode),
+                "Warning",
+                "HardwareReportFailed",
+                f"pod {pod.name}: no hardware report after 3 attempts ({cause}); still retrying",
+            )
+        return ok
+
     async def _fetch_report(self, pod: PodView) -> bool:
         try:
             _, payload = await self._client().proxy_get(
@@ -876,19 +928,34 @@ class Reconciler:
                     retry = next_at - now if retry is None else min(retry, next_at - now)
                 # else: the kubelet's readiness probe (the same /readyz) flips the container to
                 # ready, and that pod event brings us back: no polling of agents that stay down.
-            opened = await asyncio.gather(*(self._probe_and_open_gate(p) for p in due))
-            for pod, gated in zip(due, opened, strict=True):
+            probes: list[tuple[PodView, str, Callable[[], Coroutine[Any, Any, Any]]]] = [
+                (p, "/readyz", functools.partial(self._gate_task, p)) for p in due
+            ]
+            opened = await self._agent_calls(inode.key, probes)
+            for pod in due:
+                if pod.uid not in opened:
+                    continue  # still asking in the background: its end queues the node again
+                gated = opened[pod.uid]
                 if gated is not None:
                     self._remember_pod(by_name, gated)
                     continue
-                failures = self._gate_next.get(pod.uid, (0, 0.0))[0] + 1
-                delay = min(
-                    self.settings.readiness_recheck_seconds * 2 ** (failures - 1),
-                    self.settings.readiness_recheck_max_seconds,
-                )
-                self._gate_next[pod.uid] = (failures, self.monotonic() + delay)
+                delay = max(0.0, self._gate_next.get(pod.uid, (0, 0.0))[1] - self.monotonic())
                 retry = delay if retry is None else min(retry, delay)
         return list(by_name.values()), retry
+
+    async def _gate_task(self, pod: PodView) -> dict[str, Any] | None:
+        """Probe and open the gate; on failure, the next probe's time (back-off) is recorded."""
+        gated = await self._probe_and_open_gate(pod)
+        if gated is not None:
+            self._fresh_pods[(pod.namespace, pod.name)] = PodView.from_body(gated)
+            return gated
+        failures = self._gate_next.get(pod.uid, (0, 0.0))[0] + 1
+        delay = min(
+            self.settings.readiness_recheck_seconds * 2 ** (failures - 1),
+            self.settings.readiness_recheck_max_seconds,
+        )
+        self._gate_next[pod.uid] = (failures, self.monotonic() + delay)
+        return None
 
     async def _probe_and_open_gate(self, pod: PodView) -> dict[str, Any] | None:
         client = self._client()

@@ -174,3 +174,35 @@ def test_blocked_verdict_is_remembered_from_status_only_when_a_report_made_it() 
     valid = {**reported, "validation": {"valid": True, "reason": "Valid", "message": ""}}
     no_report = {k: v for k, v in reported.items() if k != "uuid"}
     assert [_blocked_in_status(e) for e in (pending, valid, no_report, None)] == [None] * 4
+
+
+async def test_a_hanging_agent_does_not_hold_the_pass_for_its_timeout() -> None:
+    """#21 F10: the pass waits a fraction of a second for agents, never their whole timeout."""
+    from gpufleet.objects import InodeView
+    from gpufleet.podspec import PodDevice, PodRelease, build_pod
+
+    rec, client = make()
+    hang = asyncio.Event()
+
+    async def slow_proxy(ns: str, pod: str, port: int, path: str, deadline: float) -> tuple[int, Any]:
+        if pod.endswith("-1"):
+            await hang.wait()  # an agent that never answers (until the test lets it)
+        index = int(pod.rsplit("-", 1)[1])
+        return 200, hardware_json(device_json(index))
+
+    client.proxy_get = slow_proxy  # type: ignore[method-assign]
+    inode = InodeView.from_body(inode_body("box"))
+    pods = []
+    for index in (0, 1):
+        manifest = build_pod(inode, PodDevice(index, True), PodRelease("1.0.0", IMAGE), rec.settings)
+        pods.append(PodView.from_body(pod_body(manifest, ready=True, gate="True")))
+    rec.caches.pods = {("fleet", "box"): pods}
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await rec.reconcile_inode(("fleet", "box"))
+    assert loop.time() - started < 1.5  # not the 5 s agent timeout
+    device0 = rec.writer.current("inferencenodes", rec.caches.inodes[("fleet", "box")][0])["devices"][0]
+    assert device0["validation"]["valid"]  # the healthy agent's answer was used in the same pass
+    hang.set()
+    await asyncio.sleep(0.05)
+    assert ("inode", "fleet", "box") in rec.queue._queued  # the late answer brings the node back
