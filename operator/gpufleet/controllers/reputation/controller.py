@@ -347,8 +347,10 @@ class ReputationController:
             state = str(plan.status.get(rec.name, Enforcement.EXPIRED))
             # Before this process saw it, the object's own status is what was last announced
             # (a restarted operator does not repeat an Event for every penalty in the history).
-            seen = self.penalty_state.get(full, old.get("enforcement"))
-            if seen != state and rec.pool_key in pools:
+            announced: str | None = self.penalty_state.get(full)
+            if announced is None:
+                announced = str(old.get("enforcement") or "") or None
+            if announced != state and rec.pool_key in pools:
                 kind = "Warning" if state in ("Enforced", "Capped") else "Normal"
                 await self._event(
                     pools[rec.pool_key],

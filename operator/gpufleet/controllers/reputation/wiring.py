@@ -37,6 +37,11 @@ def register_reputation_controllers(registry: Any, settings: Any, reconciler: An
             return
         urls = router_urls(settings)
         fetch = router_stats_fetcher(urls) if urls else None
+        if fetch is None and settings.reputation_prometheus_url:
+            from gpufleet.controllers.reputation.promql import prometheus_stats_fetcher
+
+            fetch = prometheus_stats_fetcher(settings.reputation_prometheus_url)
+            urls = [f"{settings.reputation_prometheus_url} (PromQL)"]
         api = KubeApi(client)
         stop = asyncio.Event()
         reputation = ReputationController(settings, api, fetch)
