@@ -91,8 +91,8 @@ def detach(args: argparse.Namespace, timeout: float | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-        first = log.read_text().splitlines()[:1]
-        if out.exists() and first and " serving " in first[0]:
+        # Warnings may come first (the real backend reports CRDs its apiserver refused).
+        if out.exists() and any(" serving " in line for line in log.read_text().splitlines()):
             break
         if time.monotonic() > deadline:
             proc.kill()

@@ -49,10 +49,22 @@ def _where() -> Path:
     return clone
 
 
-@pytest.fixture(scope="module")
-def output() -> str:
+@pytest.fixture(scope="module", params=["emulator", "real"])
+def output(request: pytest.FixtureRequest) -> str:
+    """What the steps print, on the emulator and (as the README says: add ``--backend real``) on a
+    real kube-apiserver/etcd/kwok control plane where that can run here."""
     steps = readme_block(MARKER)
     assert "kubectl create namespace fleet" in steps
+    if request.param == "real":
+        from tests.integration.conftest import real_unavailable
+
+        reason = real_unavailable()
+        if reason is not None:
+            pytest.skip(reason)
+        first, _, rest = steps.partition("\n")
+        assert first.endswith(" --detach"), first
+        assert "--backend real" in (REPO / "README.md").read_text()
+        steps = f"{first} --backend real\n{rest}"
     env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG" and not k.startswith("GPUFLEET_")}
     proc = subprocess.run(
         ["bash", "-e", "-c", CLEANUP + steps],
