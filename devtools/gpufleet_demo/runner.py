@@ -328,7 +328,7 @@ def _newest_version(releases: list[JsonObj]) -> str | None:
 
 def operator_running(kubeconfig: Path, namespace: str) -> AbstractAsyncContextManager[Any]:
     """The real operator, in-process on this event loop, for as long as the context is open."""
-    from gpufleet.controllers.runtime import running_operator
+    from gpufleet.controllers.operator import running_operator
     from gpufleet.settings import OperatorSettings
 
     # No liveness endpoint or metrics port: the demo must not need free well-known ports.

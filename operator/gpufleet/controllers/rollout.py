@@ -29,9 +29,11 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from gpufleet.conditions import Clock, Status, set_condition, utcnow
+from gpufleet.controllers.runtime.overlay import StatusWriter
+from gpufleet.controllers.runtime.workqueue import WorkQueue
 from gpufleet.metrics import METRICS
 from gpufleet.objects import NodeView
 from gpufleet.objects import PodView as CorePod
@@ -61,8 +63,20 @@ from gpufleet.rollout.views import (
 )
 from gpufleet.settings import OperatorSettings
 
-if TYPE_CHECKING:
-    from gpufleet.controllers.reconciler import Reconciler
+
+class Host(Protocol):
+    """What the rollout step needs of the reconciler it runs in (no import of it: no cycle)."""
+
+    settings: OperatorSettings
+    caches: Any
+    writer: StatusWriter
+    queue: WorkQueue
+
+    def pods_of(self, key: Key) -> list[CorePod]: ...
+
+    def event(self, body: Body, type_: str, reason: str, message: str) -> None: ...
+
+    def invalid_release(self, body: Body, message: str) -> None: ...
 
 logger = logging.getLogger("gpufleet.rollout")
 
@@ -119,7 +133,7 @@ class Step:
 class RolloutController:
     """Rollout decisions inside the InferenceNode pass, plus the EngineRelease budget."""
 
-    def __init__(self, host: Reconciler, *, now: Clock = utcnow) -> None:
+    def __init__(self, host: Host, *, now: Clock = utcnow) -> None:
         self.host = host
         self.now = now
         self._pool_locks: dict[Key, asyncio.Lock] = {}

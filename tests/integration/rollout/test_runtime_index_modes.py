@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from gpufleet.controllers.runtime import running_operator
+from gpufleet.controllers.operator import running_operator
 from gpufleet_devcluster import DevCluster, KubeletConfig, NodeSpec
 from tests.integration.rollout.harness import CRDS, fleet_on, inode, pool, quiet_logs, release
 from tests.integration.rollout.harness import test_settings as fast_settings

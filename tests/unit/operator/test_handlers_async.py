@@ -11,7 +11,7 @@ import inspect
 import kopf
 import pytest
 
-from gpufleet.controllers.runtime import build_operator
+from gpufleet.controllers.operator import build_operator
 from gpufleet.settings import OperatorSettings
 
 

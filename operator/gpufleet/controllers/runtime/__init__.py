@@ -13,33 +13,25 @@ One of each, owned by the operator process and handed to every controller:
   ``PodView``), fed by one informer (``controllers.podwatch``); ``Reconciler.watch_pods(fn)``
   subscribes ``fn(namespace, inode, view_or_None)`` to every pod change.
 
-``build_operator`` / ``running_operator`` / ``Operator`` (``gpufleet.controllers.operator``) assemble
-the whole operator; they are re-exported here lazily (they import every controller).
+``build_operator`` / ``running_operator`` / ``Operator`` live in ``gpufleet.controllers.operator``
+(they import every controller, so the runtime must not). Transition shim: the old spelling
+``gpufleet.controllers.runtime.build_operator`` still resolves, without an import of the assembly
+from here, until the last caller (``cli/cmd_run.py``, pending its owner's commit) uses the new one.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from gpufleet.controllers.runtime.backoff import Backoff
 from gpufleet.controllers.runtime.overlay import StatusWriter, compose_conditions, strip_nulls
 from gpufleet.controllers.runtime.workqueue import WorkQueue
 
-__all__ = [
-    "Backoff",
-    "Operator",
-    "StatusWriter",
-    "WorkQueue",
-    "build_operator",
-    "compose_conditions",
-    "running_operator",
-    "strip_nulls",
-]
+__all__ = ["Backoff", "StatusWriter", "WorkQueue", "compose_conditions", "strip_nulls"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("Operator", "build_operator", "running_operator"):
-        from gpufleet.controllers import operator
-
-        return getattr(operator, name)
+    if name in ("Operator", "build_operator", "running_operator"):  # transition shim, see above
+        return getattr(importlib.import_module("gpufleet.controllers.operator"), name)
     raise AttributeError(name)
