@@ -8,8 +8,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.faults.fleet import Layout, Rig, inode, rig, status_of, wait_for
 from tests.faults.test_hostile_agents import device, nodes_ready, uuid_claims
 
@@ -131,7 +129,6 @@ async def test_missing_pool_runs_nothing_and_says_so(tmp_path: Path, record: dic
         assert pods_created(r, "box-orphan") == 0
 
 
-@pytest.mark.xfail(strict=True, reason="F12: a missing node is shown as DriverVersionUnknown, not as missing")
 async def test_deleted_node_is_reported_missing_and_stops_counting(
     tmp_path: Path, record: dict[str, Any]
 ) -> None:

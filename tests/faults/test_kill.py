@@ -28,7 +28,8 @@ from tests.faults.fleet import (
 
 LAYOUT = Layout(nodes=6, pools=2)  # 3 nodes x 2 GPUs = 6 devices per pool
 POOL_LIMIT = 2
-KUBELET = KubeletConfig(start_delay=0.2, ready_delay=0.2)
+#: Slow enough that a rollout of the fleet lasts several seconds, so kills land in the middle of it.
+KUBELET = KubeletConfig(start_delay=0.5, ready_delay=0.5)
 
 
 def image(version: str) -> str:
@@ -53,7 +54,7 @@ def objects() -> list[dict[str, Any]]:
     for i in range(LAYOUT.nodes):
         body = inode(f"box-{i}", LAYOUT.pool_of(i), f"gpu-{i}")
         body["spec"]["engine"] = "vllm"
-        policy = {"maxUnavailable": 1, "minReadySeconds": 0, "progressDeadlineSeconds": 60}
+        policy = {"maxUnavailable": 1, "minReadySeconds": 2, "progressDeadlineSeconds": 60}
         body["spec"]["updatePolicy"] = policy
         objs.append(body)
     return objs
@@ -111,15 +112,19 @@ def max_pool_down(history: Iterable[Any], since_rv: int) -> dict[str, int]:
     return worst
 
 
-async def kill_and_restart(
-    r: Any, rng: random.Random, kills: int, window: tuple[float, float]
-) -> list[float]:
+async def kill_and_restart(r: Any, rng: random.Random, kills: int, window: tuple[float, float]) -> list[str]:
     """``kills`` times: wait a random time in ``window``, kill -9, restart after a short random gap."""
     points = []
     for _ in range(kills):
         delay = rng.uniform(*window)
         await asyncio.sleep(delay)  # a random kill point, not a wait for something
-        points.append(round(delay, 2))
+        moving = sum(
+            1
+            for name in r.layout.inode_names()
+            if (status_of(r.cluster, "InferenceNode", name).get("rollout") or {}).get("phase")
+            in ("PreCheck", "Progressing", "PostCheck", "RollingBack")
+        )
+        points.append(f"{delay:.2f} s ({moving} nodes mid-rollout)")
         await r.operator.kill9()
         await asyncio.sleep(rng.uniform(0.0, 0.3))  # the world moves on while it is down
         await r.start_operator()
