@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from gpufleet.economics.errors import EconomicsError
 from gpufleet.economics.ledger import UNSET, Ledger, RewardClaim, settings_from_mapping
 from gpufleet.economics.merkle import STAKING_PROGRAM_ID as PROGRAM
-from gpufleet.economics.merkle import Proof, name_to_pubkey, operator_pool_address
+from gpufleet.economics.merkle import Proof, RewardLeaf, RewardTrees, name_to_pubkey, operator_pool_address
 from gpufleet.economics.state import MIN_SLASHING_DELAY_SECONDS, RewardRecord, Settings
 from gpufleet.economics.units import BPS_DENOMINATOR, U64_MAX
 
@@ -88,6 +88,7 @@ def run(ledger: Ledger, steps: list[Step]) -> list[dict[str, Any]]:
     for step in steps:
         method, *args = step
         kwargs = args.pop() if args and isinstance(args[-1], KW) else KW()
+        args = [a.build() if isinstance(a, _LazyTrees) else a for a in args]
         entry: dict[str, Any] = {"step": [method, *_plain(args), _plain(kwargs)]}
         try:
             if method == "settings_from_mapping":
@@ -365,6 +366,67 @@ def unfunded_admin_journey() -> list[Step]:
     ]
 
 
+def refusals_journey() -> list[Step]:
+    """Each instruction refused with a bad argument (every field is named), and bounds at their edge."""
+    return [
+        ("mint", "op", 100_000, 10_000),
+        ("mint", "op"),
+        ("fund_reward_vault",),
+        ("fund_reward_vault", 0, -1),
+        ("create_pool", "p", "op", KW(reward_commission_rate_bps=500)),
+        ("create_pool", "t", "tess"),
+        ("stake", "ghost", "p", 5),
+        ("stake", "op", "p", 1.5),
+        ("stake", "op", "p", 50_000),
+        ("unstake", "op", "p", 1.5),
+        ("unstake", "nobody", "p", 1),
+        ("slash", "p", 1.5),
+        ("mint", "dee", 5_000),
+        ("stake", "dee", "p", 2_000),
+        ("stake", "dee", "t", 1),
+        ("build_reward_trees", {"p": (-1, 0)}, 1),
+        ("build_reward_trees", {"p": (0, -1)}, 1),
+        ("mark_epoch_finalizing", 1),
+        ("create_reward_record", "no-trees", -1, 0),
+        ("create_reward_record", "no-trees", 0, -1),
+        ("create_reward_record", ("leaves", ("p", 0, 5), ("t", 0, 0)), 0, 5),
+        ("fund_reward_vault", 0, 5),
+        ("create_reward_record", ("leaves", ("p", 0, 5), ("t", 0, 0)), 0, 5),
+        ("claim_usdc_earnings", "dee", "p"),
+        ("accrue_reward", "p", None, KW(claim=RewardClaim(1, 0, 5, Proof((), ())))),
+        ("accrue_reward", "p", None, KW(claim=RewardClaim(0, -1, 5, Proof((), ())))),
+        ("accrue_reward", "p", None, KW(claim=RewardClaim(0, 0, -5, Proof((), ())))),
+        ("accrue_reward", "p", None, KW(claim=RewardClaim(0, 1, 5, Proof((), ())))),
+        ("accrue_all",),
+        ("finalize_epoch", {"p": (0, 0), "t": (0, 1)}),
+        ("finalize_epoch", {"p": (10, 0)}, KW(fund=False)),
+        ("finalize_epoch", {"p": (0, 50)}, KW(fund=False)),
+        ("accrue_all",),
+        ("claim_usdc_earnings", "dee", "t"),
+        ("claim_usdc_earnings", "dee", "t"),
+        ("mint", "late", 1_000),
+        ("stake", "late", "p", 100),
+        ("claim_usdc_earnings", "late", "p"),
+        ("unstake", "dee", "t", 1),
+        ("advance_to", 60 * DAY),
+        ("claim_unstake", "dee", "t"),
+        ("finalize_epoch", {"p": (1, 0), "t": (0, 0)}, KW(max_leaves_per_tree=1)),
+        ("accrue_all",),
+        ("mark_epoch_finalizing", 4),
+        ("close_pool", "p"),  # closes after epoch 5: epoch 4 is already finalizing
+        ("unstake", "op", "p", 10),
+        ("finalize_epoch", {"p": (0, 0), "t": (0, 0)}),
+        ("finalize_epoch", {"p": (0, 0), "t": (0, 0)}),
+        ("accrue_all",),
+        ("unstake", "op", "p", 10),
+        ("mark_epoch_finalizing", 6),
+        ("fund_reward_vault", 3),
+        ("create_reward_record", ("leaves", ("p", 3, 0)), 3, 0),  # a leaf for a pool closed before
+        ("accrue_reward", "p"),
+        ("accrue_all",),
+    ]
+
+
 JOURNEYS = {
     "operator": (
         {"enforce_emission_schedule": False, "delegator_unstake_delay_seconds": DAY,
@@ -378,6 +440,10 @@ JOURNEYS = {
         program_mode_journey,
     ),
     "emission": ({}, emission_journey),
+    "refusals": (
+        {"enforce_emission_schedule": False, "delegators_share_usdc": True, "min_operator_stake_bps": 0},
+        refusals_journey,
+    ),
     "unfunded": (
         {"enforce_emission_schedule": False, "delegators_share_usdc": True, "min_operator_stake_bps": 0,
          "min_operator_token_stake": 0, "operator_unstake_delay_seconds": DAY,
@@ -389,6 +455,8 @@ JOURNEYS = {
 
 def _ledger(name: str) -> Ledger:
     values, _ = JOURNEYS[name]
+    if name == "emission":  # another deployment of the program: pool addresses derive from its id
+        return Ledger(Settings(**values), program_id=name_to_pubkey("another staking program"))
     return Ledger(Settings(**values))
 
 
@@ -406,9 +474,23 @@ def _with_trees(ledger: Ledger, steps: list[Step]) -> list[Step]:
     for step in steps:
         if step[0] == "create_reward_record" and isinstance(step[1], str):
             fixed.append((step[0], ledger.build_reward_trees({}, 10**6), *step[2:]))
+        elif step[0] == "create_reward_record" and isinstance(step[1], tuple):
+            fixed.append((step[0], _LazyTrees(ledger, step[1][1:]), *step[2:]))
         else:
             fixed.append(step)
     return fixed
+
+
+class _LazyTrees:
+    """Trees with the given (pool, tokens, usdc) leaves, built when the step runs (pools exist by then)."""
+
+    def __init__(self, ledger: Ledger, leaves: tuple[tuple[str, int, int], ...]) -> None:
+        self.ledger, self.leaves = ledger, leaves
+
+    def build(self) -> RewardTrees:
+        return RewardTrees.build(
+            [RewardLeaf(self.ledger.pools[name].address, tokens, usdc) for name, tokens, usdc in self.leaves]
+        )
 
 
 def test_journal_matches_the_recorded_one() -> None:
