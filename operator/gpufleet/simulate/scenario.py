@@ -278,7 +278,7 @@ class Scenario(_Strict):
 
     name: str = "default"
     seed: int = Field(default=1, ge=0)
-    duration_s: float = Field(default=1800.0, gt=0, description="Simulated time (arrivals stop here).")
+    duration_s: float = Field(default=600.0, gt=0, description="Simulated time (arrivals stop here).")
     max_requests: int | None = Field(default=None, ge=1, description="Stop arrivals after this many.")
     warmup_s: float = Field(default=120.0, ge=0, description="Requests arriving earlier are not measured.")
     sample_interval_s: float = Field(default=10.0, gt=0)
