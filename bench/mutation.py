@@ -115,8 +115,26 @@ def default_tests(module: str) -> list[str]:
     return found
 
 
+def _busy(work: Path) -> int | None:
+    """The pid of another live run using this private copy, if any (the CPU and /tmp are shared)."""
+    try:
+        pid = int((work / "owner.pid").read_text())
+    except (OSError, ValueError):
+        return None
+    if pid == os.getpid():
+        return None
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return None
+    return pid
+
+
 def lay_out(work: Path, module: str, tests: list[str], jobs: int) -> str:
     """Write the private copy and its mutmut configuration; returns the mutated path relative to it."""
+    other = _busy(work)
+    if other is not None:
+        raise SystemExit(f"{module}: another mutation run (pid {other}) is using {work}; try again later")
     if work.exists():
         shutil.rmtree(work)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis", ".pytest_cache")
@@ -126,6 +144,7 @@ def lay_out(work: Path, module: str, tests: list[str], jobs: int) -> str:
     extra = [name for name in ALSO_COPY if (ROOT / name).exists()]
     for name in extra:  # files some tests read relative to the repository root (docs, charts, ...)
         (work / name).symlink_to(ROOT / name)
+    (work / "owner.pid").write_text(str(os.getpid()))
     mutated = "src/" + str(module_file(module).relative_to(ROOT)).split("/", 1)[1]
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     ini = project["tool"]["pytest"]["ini_options"]
