@@ -225,6 +225,7 @@ def run_module(
     """Mutate one module, run its tests against each mutant, and collect the verdicts."""
     base = Path(os.environ.get("GPUFLEET_MUTATION_DIR", Path(tempfile.gettempdir()) / "gpufleet-mutation"))
     work = base / module
+    commit, dirty = _git("rev-parse", "--short", "HEAD"), _dirty(module, tests)  # what is measured
     if collect_only:  # the verdicts of an earlier --keep run, collected again (no mutant is re-run)
         mutated = "src/" + str(module_file(module).relative_to(ROOT)).split("/", 1)[1]
         proc = subprocess.CompletedProcess([], 0, "", "")
@@ -280,8 +281,8 @@ def run_module(
         "seconds": round(seconds, 1),
         "survivors": survivors,
         "when": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "commit": _git("rev-parse", "--short", "HEAD"),
-        "dirty": _dirty(module, tests),
+        "commit": commit,
+        "dirty": dirty,
         "machine": machine(),
         "tool": "mutmut " + _mutmut_version(),
     }
