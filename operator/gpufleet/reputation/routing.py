@@ -49,8 +49,9 @@ def device_reputation_weight(
 ) -> Decimal:
     """One device's weight: override, else its measured weight, else the pool's (see module doc)."""
     pool = pool or {}
-    if _ratio((pool.get("spec") or {}).get("reputationWeight")) is not None:
-        return pool_reputation_weight(pool, default)
+    override = _ratio((pool.get("spec") or {}).get("reputationWeight"))
+    if override is not None:
+        return override
     rep = (pool.get("status") or {}).get("reputation") or {}
     for entry in rep.get("devices") or []:
         if entry.get("inferenceNode") == inference_node and entry.get("device") == device:
@@ -64,7 +65,7 @@ def _time(text: object) -> datetime | None:
     if not text:
         return None
     try:
-        value = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+        value = datetime.fromisoformat(str(text))  # Python 3.11 reads "Z" and offsets
     except ValueError:
         return None
     return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -86,7 +86,7 @@ def pool_reputation(
     since: their failures still happened); throughput is scored for the current ``devices``.
     """
     pools = {d.pool_key for d in devices}
-    in_pool = [d for d in window.devices() if d.pool_key in pools] if pools else []
+    in_pool = [d for d in window.devices() if d.pool_key in pools]
     total = window.total(in_pool)
     failed = total.attributable(excused_releases)
     completion = completion_score(total.completed, failed, tiers, excused=total.excused(excused_releases))

@@ -77,3 +77,30 @@ def test_k_from_policy() -> None:
     assert k_from_policy(None, d) == d
     assert k_from_policy({"status": {"k": "nan?"}}, d) == d
     assert k_from_policy({"status": {"k": "-1"}}, d) == d
+
+
+def test_an_override_of_exactly_one_wins_over_the_measurement() -> None:
+    body = {**MEASURED, "spec": {"reputationWeight": "1"}}
+    assert pool_reputation_weight(body) == Decimal(1)
+    assert device_reputation_weight(body, "n1", 0) == Decimal(1)
+    assert device_reputation_weight({}, "n1", 0, Decimal("0.3")) == Decimal("0.3")
+
+
+def test_penalty_times_with_offsets_naive_times_and_missing_names() -> None:
+    plus_two = (NOW + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S") + "+02:00"  # = NOW - 1 h: over
+    naive = (NOW + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S")  # read as UTC: still running
+    bodies: list[dict[str, Any]] = [
+        pen("a", "offset", enforcement="Enforced", until=plus_two),
+        pen("a", "naive", enforcement="Enforced", until=naive),
+        {
+            "metadata": {},
+            "spec": {"pool": "nameless"},
+            "status": {"enforcement": "Enforced", "permanent": True},
+        },
+        {
+            "metadata": {"namespace": "b"},
+            "spec": {},
+            "status": {"enforcement": "Enforced", "permanent": True},
+        },
+    ]
+    assert penalised_pool_keys(bodies, NOW) == {("a", "naive"), ("", "nameless"), ("b", "")}

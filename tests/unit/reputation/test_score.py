@@ -103,3 +103,28 @@ def test_unbenchmarked_device_scores_one() -> None:
     rep = pool_reputation(w, {A0: DeviceIdentity("other", "g")}, TABLE)
     assert rep.devices[A0].throughput.note is ThroughputNote.NO_BENCHMARK
     assert rep.devices[A0].weight == 1
+
+
+def test_policies_reach_both_parts_and_devices_are_listed_in_order() -> None:
+    from gpufleet.reputation.throughput import ThroughputPolicy
+    from gpufleet.reputation.tiers import TierPolicy
+
+    w = window({A1: (985, 15, 10_000, 1_000_000, "1.0"), A0: (985, 15, 20_000, 1_000_000, "1.0")})
+    strict = TierPolicy(top_pct=F(99), second_pct=F(98, 1) + F(6, 10), step_pct=F(1), minimum_sample=10)
+    rep = pool_reputation(w, {A1: IDENT, A0: IDENT}, TABLE, tiers=strict)
+    assert rep.completion.multiplier == F(8, 10)  # 98.5% is below 98.6: tier 3 under this policy
+    assert list(rep.devices) == [A0, A1]  # sorted by device key, whatever the input order
+    lax = ThroughputPolicy(reference_fraction=F(1, 4))  # reference 10 tok/s: both meet it
+    assert pool_reputation(w, {A0: IDENT, A1: IDENT}, TABLE, throughput=lax).devices[A1].throughput.score == 1
+
+
+def test_not_attributable_failures_are_reported() -> None:
+    from gpufleet.reputation.window import CounterSnapshot, FailureCause, Observation, observe
+
+    w = observe(Window(), [Observation("r", A0, CounterSnapshot())], T0)
+    w = observe(
+        w,
+        [Observation("r", A0, CounterSnapshot(completions=5, failures={FailureCause.CLIENT_CANCEL: 3}))],
+        T0 + 60,
+    )
+    assert pool_reputation(w, {A0: IDENT}, TABLE).not_attributable == 3
