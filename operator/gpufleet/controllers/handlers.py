@@ -290,6 +290,13 @@ def make_registry(reconciler: Reconciler, *, kubeconfig: str | None = None) -> k
     async def stop(**_: Any) -> None:
         await reconciler.stop()
 
+    @kopf.on.probe(id="api_consistent", errors=kopf.ErrorsMode.PERMANENT, registry=registry)
+    async def api_consistent(**_: Any) -> str:
+        """Liveness fails once the API server's state went back in time (see Reconciler.relisted)."""
+        if reconciler.api_restored:
+            raise kopf.PermanentError("resourceVersions went backwards (API server restored?): restart")
+        return "ok"
+
     # --- watch events: keep indexes current, mark keys dirty --------------------------------
     # kopf calls no resource handler before its start-up index barrier has passed (every watched
     # kind listed and every listed object indexed), so the first call of any of these handlers

@@ -212,6 +212,9 @@ class Reconciler:
         self._expected: dict[Key, dict[str, tuple[float, PodView]]] = {}
         self._invalid_seen: dict[tuple[str, str], str] = {}
         self._waiting_for_api: set[Hashable] = set()  # keys backing off after transient API errors
+        self._max_pod_rv: int | None = None  # highest pod resourceVersion seen (restore detection)
+        #: The API server's resourceVersions went backwards (restored from a backup): liveness fails.
+        self.api_restored = False
         self._ready = asyncio.Event()
         self._indexes_loaded = asyncio.Event()
         self._indexes_loaded.set()
@@ -295,6 +298,20 @@ class Reconciler:
         carry smaller resourceVersions than our last writes, so the overlays would keep winning;
         they are dropped and every node is planned again from what the server says.
         """
+        listed = _rv(resource_version)
+        if listed is not None and self._max_pod_rv is not None and listed < self._max_pod_rv:
+            # resourceVersions went backwards: an API server restored from a backup. The pod
+            # cache is re-listed, but kopf's watches of the other kinds resume from versions this
+            # server never reached and would stay silent: fail liveness so the operator restarts
+            # and lists everything again (``api_consistent`` probe in handlers) (#21 F6).
+            self.api_restored = True
+            logger.error(
+                "engine pods re-listed at resourceVersion %s, below %s seen before: the API server's "
+                "state went back in time (restored?); failing liveness to restart",
+                resource_version,
+                self._max_pod_rv,
+            )
+        self._max_pod_rv = listed
         self.writer.clear()
         self._fresh_pods.clear()
         self._expected.clear()
@@ -316,6 +333,9 @@ class Reconciler:
             self._report_errors.pop(uid, None)
         elif inode:
             view = next((p for p in self.caches.pods.get((namespace, inode), ()) if p.uid == uid), None)
+            seen = _rv(view.resource_version) if view is not None else None
+            if seen is not None and (self._max_pod_rv is None or seen > self._max_pod_rv):
+                self._max_pod_rv = seen
         self.rollouts.pod_changed(namespace, inode, uid, view)
         for fn in self._pod_watchers:
             fn(namespace, inode, view)
