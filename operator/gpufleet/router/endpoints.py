@@ -3,24 +3,27 @@
 The router reads what the operator wrote: a pod's labels (pool, inference node, device index,
 ``gpufleet.io/routable``), its ``gpufleet.io/engine-ready`` readiness gate, its IP and ``http``
 port; the InferenceNode's status (per device ``effectiveStake``) and spec (models); the pool's
-``reputationWeight`` and annotations. Priorities are recomputed from effective stake with the
+reputation weight (``gpufleet.reputation.routing.device_reputation_weight``: the
+``spec.reputationWeight`` override when set, else the measured per-device weight in
+``status.reputation``) and annotations. Priorities are recomputed from effective stake with the
 router's ``k`` (so a live k changes routing without waiting for the operator's status writes).
 
-Penalties and halts: until the reputation system's ``Penalty`` objects land, an RFC 3339
-timestamp in the annotation ``RouterSettings.penalty_annotation`` on the pool, the InferenceNode
-or the pod removes the devices until then, and ``RouterSettings.halt_annotation: "true"`` on the
-pool stops its traffic. ``penalised`` (a callable) is the seam the reputation controller plugs in.
+Penalties and halts: the reputation controller makes enforced ``Penalty`` objects visible to the
+router as an RFC 3339 timestamp in the annotation ``RouterSettings.penalty_annotation`` on the
+pool (also honoured on the InferenceNode or the pod), which removes the devices until then;
+``RouterSettings.halt_annotation: "true"`` on the pool stops its traffic. ``penalised`` (a
+callable) is a further seam for other sources of penalties.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from gpufleet.api.quantity import AmountError, parse_int_amount
 from gpufleet.objects import LABEL_DEVICE, LABEL_INODE, LABEL_POOL, LABEL_ROUTABLE, READY_GATE
+from gpufleet.reputation.routing import device_reputation_weight
 from gpufleet.router.settings import RouterSettings
 from gpufleet.router.weights import Endpoint
 
@@ -50,15 +53,6 @@ def _penalised_by_annotation(annotations: Mapping[str, str], key: str, now: date
         return False
     until = _parse_time(raw)
     return until is None or until > now  # an unreadable timestamp errs on the safe side
-
-
-def _reputation(pool: Body | None) -> Decimal:
-    raw = ((pool or {}).get("spec") or {}).get("reputationWeight", "1")
-    try:
-        value = Decimal(str(raw))
-    except InvalidOperation:
-        return Decimal(0)
-    return min(max(value, Decimal(0)), Decimal(1))
 
 
 def _http_port(pod: Body, default: int) -> int:
@@ -145,7 +139,8 @@ def build_endpoints(
                 ip=status.get("podIP") or None,
                 port=_http_port(pod, settings.engine_port),
                 effective_stake_base=device_stakes.get(index, 0),
-                reputation_weight=_reputation(pool),
+                # #17: the spec override, else the measured per-device weight (status.reputation)
+                reputation_weight=device_reputation_weight(pool, inode_name, index),
                 running=running,
                 gate_open=gate_open,
                 routable=labels.get(LABEL_ROUTABLE) == "true",

@@ -21,7 +21,7 @@ from gpufleet.controllers.reputation.controller import PENALTY_ANNOTATION, Reput
 from gpufleet.router.stats import RouterStats
 from tests.integration.reputation.fakeapi import FakeApi
 from tests.integration.reputation.test_controller import NS, Clock, add_pool, settings
-from tests.integration.router.conftest import Device, Router, Stub, free_port, post
+from tests.integration.router.conftest import Device, Router, Stub, fleet_bodies, free_port, post
 
 pytestmark = pytest.mark.timeout(120)
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
@@ -190,8 +190,14 @@ async def test_a_lower_tier_lowers_the_routed_share_as_predicted(make_router: An
         weights = {p: pool_reputation_weight(api.get("operatorpools", "fleet", p)) for p in ("good", "flaky")}
         assert weights["good"] == 1
         assert weights["flaky"] == Decimal("0.8")
-        # The router reads the weight from the pool (here as spec.reputationWeight: see docs/reputation.md).
-        await router.program(devices, reputation={p: str(w) for p, w in weights.items()})
+        # The router reads the measured weight from the pools' status.reputation (no override).
+        pods, inodes, pools = fleet_bodies(devices)
+        for (_, name), body in pools.items():
+            body["spec"].pop("reputationWeight", None)
+            body["status"] = {"reputation": api.get("operatorpools", "fleet", name)["status"]["reputation"]}
+        router.plane.set_state(pods, inodes, pools)
+        router.plane.recompute()
+        await router.wait_applied()
         # the shares the router intends: priority 1 + 0.0001 x 100000 x w = 11 and 9
         _, groups = plan_routing(list(router.plane.plan.eligible), router.plane.k)
         shares = {m.endpoint.pod: float(m.share) for m in groups["m"].endpoints}
