@@ -275,8 +275,9 @@ class OperatorPool(Resource):
                 description="Self stake >= 10% of total",
             ),
             PrinterColumn("Points", ".status.points.total", description="Off-chain $INT points", priority=1),
-            PrinterColumn("Reputation", ".status.reputation.effectiveWeight", description="Weight routing uses",
-                          priority=1),
+            PrinterColumn(
+                "Reputation", ".status.reputation.effectiveWeight", description="Routing weight", priority=1
+            ),
             PrinterColumn("Age", ".metadata.creationTimestamp", "date"),
         ),
         description="OperatorPool is an operator's staking pool: self stake, delegated stake and "
