@@ -162,3 +162,37 @@ async def test_a_manual_penalty_typed_by_a_person(cluster: DevCluster) -> None:
         assert [c["type"] for c in pen["status"]["conditions"]] == ["Active"]
     finally:
         await client.close()
+
+
+async def test_the_operator_starts_and_stops_both_controllers(cluster: DevCluster) -> None:
+    import asyncio
+    import time
+    from types import SimpleNamespace
+
+    import kopf
+
+    from gpufleet.controllers.reputation.wiring import register_reputation_controllers
+    from gpufleet.settings import OperatorSettings
+
+    client = KubeClient(connection_from_kubeconfig(cluster.kubeconfig_path))
+    try:
+        registry = kopf.OperatorRegistry()
+        register_reputation_controllers(
+            registry,
+            OperatorSettings(reputation_enabled=True, reputation_scrape_seconds=0.2),
+            SimpleNamespace(client=client),
+        )
+        handlers: dict[str, Any] = {
+            getattr(h.fn, "__name__", ""): h.fn for h in registry._activities.get_all_handlers()
+        }
+        assert set(handlers) == {"start_reputation", "stop_reputation"}
+        await handlers["start_reputation"]()
+        deadline = time.monotonic() + 20
+        while cluster.get(G, "RoutingPolicy", "default") is None:  # the k controller's first pass
+            assert time.monotonic() < deadline, "the k controller never created the default RoutingPolicy"
+            await asyncio.sleep(0.05)
+        await handlers["stop_reputation"]()
+        tasks = [t for t in asyncio.all_tasks() if t.get_name() in ("gpufleet-reputation", "gpufleet-k")]
+        assert all(t.done() for t in tasks)
+    finally:
+        await client.close()
