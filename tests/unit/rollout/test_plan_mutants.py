@@ -26,7 +26,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpufleet.rollout.limits import resolve_max_unavailable
-from gpufleet.rollout.plan import PodView, PoolCapacity, plan_rollout, reserved_devices
+from gpufleet.rollout.plan import (
+    NodeState,
+    PodView,
+    PoolCapacity,
+    parse_time,
+    plan_rollout,
+    reserved_devices,
+    with_rollout,
+)
 from gpufleet.rollout.selection import ReleaseView
 from gpufleet.rollout.state import Phase, RolloutStatus
 from tests.unit.rollout.sim import Fleet, World, fresh_node, image, release
@@ -243,6 +251,166 @@ def post_check_paths() -> Plans:
     return Plans(out)
 
 
+def crafted_states() -> Plans:
+    """Records a restarted operator finds: rollbacks with pods in every state, a halted pre-check,
+    nothing to roll back to, past deadlines; each planned once (what one reconcile decides)."""
+    node = fresh_node(3, "1.0.0", max_unavailable=2, min_ready_seconds=1, progress_deadline_seconds=5)
+    base = RolloutStatus(
+        phase=Phase.ROLLING_BACK,
+        release=V2.name,
+        from_version="1.0.0",
+        from_image=V1.image,
+        target_version="1.1.0",
+        target_image=V2.image,
+        started_at="2026-01-01T00:00:00Z",
+        current_image=V2.image,
+    )
+    old = [PodView(f"old{d}", d, V1.image, "1.0.0", ready=True, ready_since=T_START) for d in range(3)]
+    new = [PodView(f"new{d}", d, V2.image, "1.1.0", ready=True, ready_since=T_START) for d in range(3)]
+    soon, late = T_START + timedelta(seconds=2), T_START + timedelta(seconds=60)
+    first_look = base.model_copy(update={"batch": 0, "batch_devices": [], "updated_devices": []})
+    in_batch = base.model_copy(
+        update={
+            "batch": 1,
+            "batch_devices": [0, 1],
+            "updated_devices": [2],
+            "batch_started_at": "2026-01-01T00:00:00Z",
+        }
+    )
+    cases: dict[str, tuple[NodeState, list[PodView], datetime, ReleaseView | None]] = {
+        "first look, untouched devices on stable": (
+            replace(node, rollout=first_look),
+            [new[0], old[1], old[2]],
+            soon,
+            V2,
+        ),
+        "first look, one device still mixed": (
+            replace(node, rollout=first_look),
+            [new[0], old[1], replace(new[1], name="n1b"), old[2]],
+            soon,
+            V2,
+        ),
+        "first look, stable pod terminating": (
+            replace(node, rollout=first_look),
+            [new[0], replace(old[1], terminating=True), old[2]],
+            soon,
+            V2,
+        ),
+        "batch: new pods still up": (replace(node, rollout=in_batch), [new[0], new[1], old[2]], soon, V2),
+        "batch: new pod terminating, nothing else": (
+            replace(node, rollout=in_batch),
+            [replace(new[0], terminating=True), old[2]],
+            soon,
+            V2,
+        ),
+        "batch: stable pods back and ready": (
+            replace(node, rollout=in_batch),
+            [old[0], old[1], old[2]],
+            soon,
+            V2,
+        ),
+        "batch: stable pods not ready yet": (
+            replace(node, rollout=in_batch),
+            [
+                replace(old[0], ready=False, ready_since=None),
+                replace(old[1], ready=False, ready_since=None),
+                old[2],
+            ],
+            soon,
+            V2,
+        ),
+        "batch: stable pods not ready, past the deadline": (
+            replace(node, rollout=in_batch),
+            [
+                replace(old[0], ready=False, ready_since=None),
+                replace(old[1], ready=False, ready_since=None),
+                old[2],
+            ],
+            late,
+            V2,
+        ),
+        "batch: past the deadline, one stable pod missing": (
+            replace(node, rollout=in_batch),
+            [replace(old[0], ready=False, ready_since=None), old[2]],
+            late,
+            V2,
+        ),
+        "batch: past the deadline, old and new pod together": (
+            replace(node, rollout=in_batch),
+            [replace(old[0], ready=False, ready_since=None), new[0], replace(old[1], ready=False), old[2]],
+            late,
+            V2,
+        ),
+        "nothing to roll back to": (
+            replace(node, rollout=in_batch.model_copy(update={"from_image": None})),
+            list(old),
+            soon,
+            V2,
+        ),
+        "no version to roll back to": (
+            replace(node, rollout=in_batch.model_copy(update={"from_version": None})),
+            list(old),
+            soon,
+            V2,
+        ),
+        "rolled back without a failure record": (
+            replace(
+                node, rollout=in_batch.model_copy(update={"updated_devices": [0, 1, 2], "batch_devices": []})
+            ),
+            list(old),
+            soon,
+            None,
+        ),
+        "pre-check of a halted release": (
+            replace(node, rollout=base.model_copy(update={"phase": Phase.PRE_CHECK})),
+            list(old),
+            soon,
+            replace(V2, halted=True),
+        ),
+        "pre-check of a resumed release": (
+            replace(node, rollout=base.model_copy(update={"phase": Phase.PRE_CHECK})),
+            list(old),
+            soon,
+            replace(V2, resume_count=2),
+        ),
+    }
+    out = []
+    for name, (state, pods, now, active) in cases.items():
+        plan = plan_rollout(state, pods, PoolCapacity(9, 2), target=None, active_release=active, now=now)
+        out.append({"t": name, "node": "n0", "plan": _plain(plan), "changed": plan.changed_from(state)})
+    unchanged = plan_rollout(
+        replace(node), list(old), PoolCapacity(9, 2), target=None, active_release=None, now=soon
+    )
+    out.append(
+        {"t": "at rest", "node": "n0", "plan": _plain(unchanged), "changed": unchanged.changed_from(node)}
+    )
+    for field, value in (("current_version", "9.9.9"), ("last_stable_version", "9.9.9")):
+        out.append(
+            {
+                "t": f"changed {field}",
+                "node": "n0",
+                "changed": replace(unchanged, **{field: value}).changed_from(node),
+            }
+        )
+    out.append(
+        {"t": "parse", "node": "-", "plan": [_plain(parse_time("2026-01-01T00:00:00Z")), parse_time(None)]}
+    )
+    out.append({"t": "with_rollout", "node": "-", "plan": _plain(with_rollout(node, in_batch))})
+    return Plans(out)
+
+
+def release_vanishes_mid_rollout() -> Recorder:
+    """The EngineRelease is deleted while nodes crash on it: failures without an active release."""
+    f = fleet(2, 2, pool_limit="100%", max_unavailable=1)
+    f.world.bad_images[image("1.1.0")] = "crash"
+    resumed = {**RELEASES, V2.name: replace(V2, resume_count=1)}
+    for _ in range(6):
+        f.step(resumed, V2)
+        f.world.tick(0.5)
+    f.run({k: v for k, v in RELEASES.items() if k != V2.name}, V2, limit_s=120)
+    return f
+
+
 SCENARIOS: dict[str, Callable[[], Recorder | Plans]] = {
     f.__name__: f
     for f in (
@@ -257,6 +425,8 @@ SCENARIOS: dict[str, Callable[[], Recorder | Plans]] = {
         manual_node_is_held,
         fresh_install,
         post_check_paths,
+        crafted_states,
+        release_vanishes_mid_rollout,
     )
 }
 
@@ -283,7 +453,7 @@ def test_the_scenarios_reach_every_phase() -> None:
         entry["plan"]["rollout"].get("phase")
         for entries in journal().values()
         for entry in entries
-        if isinstance(entry["plan"]["rollout"], dict)
+        if isinstance(entry.get("plan"), dict) and isinstance(entry["plan"].get("rollout"), dict)
     }
     assert {p.value for p in Phase} <= seen | {None}, sorted(str(s) for s in seen)
 
