@@ -85,3 +85,38 @@ def test_totals_never_negative(awards: list[int]) -> None:
         except InvalidInput:
             assert total + award < 0
         assert total >= 0
+
+
+def test_messages_and_edges_pinned() -> None:
+    with pytest.raises(InvalidInput, match=r"tokens must be a non-negative integer, got -1$"):
+        compute_micro_points(-1, 1)
+    with pytest.raises(InvalidInput, match=r"model size must be a positive integer of millions, got 0$"):
+        compute_micro_points(1, 0)
+    with pytest.raises(InvalidInput, match=r"points must not be zero$"):
+        parse_signed_points("0")
+    with pytest.raises(InvalidInput, match=r"bonus must not be zero$"):
+        parse_signed_points("-0.0", what="bonus")
+    with pytest.raises(InvalidInput, match=r"^InvalidInput: Invalid input: bonus "):
+        parse_signed_points("-x", what="bonus")
+    with pytest.raises(InvalidInput, match=r"^InvalidInput: Invalid input: points "):
+        parse_signed_points("x")
+    msg = r"award of -3 points would take ns/p's total from 2 to -1; totals are never negative$"
+    with pytest.raises(InvalidInput, match=msg):
+        apply_award(2 * MICRO, -3 * MICRO, pool="ns/p")
+    with pytest.raises(InvalidInput, match=r"would take the pool's total"):
+        apply_award(0, -1)
+    assert format_signed_points(0) == "0"
+    assert format_signed_points(-1) == "-0.000001"
+    assert compute_micro_points(1, 1) == 1
+    assert pool_compute_points({"a-2B": 3, "b-3B": 5}, {"a-2B": 7}) == 3 * 7 + 5 * 3_000
+    assert pool_compute_points({"unsized": 4}, {}, 5) == 20
+    # the exact id wins over the last path part, both over the name
+    assert model_params_millions("org/m-8B", {"org/m-8B": 1, "m-8B": 2}) == (1, "table")
+    assert model_params_millions("org/m-8B", {"m-8B": 2}) == (2, "table")
+    assert model_params_millions("org/m-8B", None) == (8_000, "name")
+    assert model_params_millions("m-350M") == (350, "name")
+    assert model_params_millions("m-2x3B") == (6_000, "name")
+    assert model_params_millions("m-1.5b-chat") == (1_500, "name")
+    assert model_params_millions("m-0.05B") == (50, "name")
+    assert model_params_millions("m-7B-then-13B") == (13_000, "name")  # the last size named
+    assert model_params_millions("none") == (1_000, "default")
