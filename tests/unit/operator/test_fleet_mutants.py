@@ -172,3 +172,18 @@ def test_node_observed_with_fewer_gpus_deletes_exactly_the_gone_ones() -> None:
         ("box1-gpu-3", "GPURemoved"),
     ]
     assert plan.creates == []
+
+
+def test_a_device_without_a_release_does_not_stop_the_others() -> None:
+    def release_for(index: int) -> PodRelease | None:
+        return None if index == 1 else RELEASE
+
+    plan = plan_pods(INODE, PLAN, [], None, {}, SETTINGS, release_for=release_for)
+    assert sorted(p["metadata"]["name"] for p in plan.creates) == ["box1-gpu-0", "box1-gpu-2", "box1-gpu-3"]
+
+
+def test_new_pods_carry_the_product_the_node_advertises() -> None:
+    plan = plan_pods(INODE, PLAN, [], RELEASE, {}, SETTINGS)
+    products = {p["metadata"].get("annotations", {}).get("gpufleet.io/gpu-product") for p in plan.creates}
+    assert products == {PLAN.devices[0].product}
+    assert PLAN.devices[0].product
