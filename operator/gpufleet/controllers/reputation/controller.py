@@ -171,6 +171,16 @@ class ReputationController:
         self.penalty_state: dict[str, str] = {}
         self.loaded = False
 
+    async def _namespaced(self, plural: str) -> list[dict[str, Any]]:
+        """All objects of a namespaced kind: cluster-wide, or per watched namespace (namespace-mode RBAC)."""
+        namespaces = list(getattr(self.settings, "namespaces", []) or [])
+        if not namespaces:
+            return await self.api.list(f"{GROUP_PATH}/{plural}")
+        out: list[dict[str, Any]] = []
+        for ns in namespaces:
+            out.extend(await self.api.list(f"{GROUP_PATH}/namespaces/{quote(ns)}/{plural}"))
+        return out
+
     # ---- persistence ------------------------------------------------------------------
 
     async def _load(self, namespaces: set[str]) -> None:
@@ -254,9 +264,9 @@ class ReputationController:
         """One level-based pass (see the module docstring)."""
         now = self.clock()
         result = PassResult()
-        inodes = await self.api.list(f"{GROUP_PATH}/inferencenodes")
-        pools = {_key(p): p for p in await self.api.list(f"{GROUP_PATH}/operatorpools")}
-        penalties = await self.api.list(f"{GROUP_PATH}/penalties")
+        inodes = await self._namespaced("inferencenodes")
+        pools = {_key(p): p for p in await self._namespaced("operatorpools")}
+        penalties = await self._namespaced("penalties")
         releases = await self.api.list(f"{GROUP_PATH}/enginereleases")
         if not self.loaded:
             await self._load({ns for ns, _ in pools})

@@ -52,6 +52,16 @@ class RoutingPolicyController:
         self.interval = 30.0
         self.last_step: KStep | None = None
 
+    async def _namespaced(self, plural: str) -> list[dict[str, Any]]:
+        """All objects of a namespaced kind: cluster-wide, or per watched namespace (namespace-mode RBAC)."""
+        namespaces = list(getattr(self.settings, "namespaces", []) or [])
+        if not namespaces:
+            return await self.api.list(f"{GROUP_PATH}/{plural}")
+        out: list[dict[str, Any]] = []
+        for ns in namespaces:
+            out.extend(await self.api.list(f"{GROUP_PATH}/namespaces/{quote(ns)}/{plural}"))
+        return out
+
     async def _policy(self) -> dict[str, Any]:
         name = self.settings.routing_policy_name
         items = await self.api.list(f"{GROUP_PATH}/routingpolicies")
@@ -74,7 +84,7 @@ class RoutingPolicyController:
         current: Mapping[str, planner.Sample] = {}
         if self.fetch_stats is not None:
             current = planner.samples(await self.fetch_stats())
-        inodes = await self.api.list(f"{GROUP_PATH}/inferencenodes")
+        inodes = await self._namespaced("inferencenodes")
         status, step = planner.step_policy(
             body,
             self.settings.priority_k,
