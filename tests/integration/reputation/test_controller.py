@@ -486,7 +486,10 @@ async def test_a_restarted_operator_does_not_repeat_penalty_events() -> None:
 async def test_a_namespaced_install_lists_only_its_namespaces() -> None:
     api, router, clock = FakeApi(), FakeRouter(), Clock(T0)
     add_pool(api, "mine")
-    api.put("operatorpools", {"metadata": {"name": "theirs", "namespace": "elsewhere"}, "spec": {"selfStake": "1"}})
+    api.put(
+        "operatorpools",
+        {"metadata": {"name": "theirs", "namespace": "elsewhere"}, "spec": {"selfStake": "1"}},
+    )
     ctl = make(api, router, clock, namespace=NS)
     result = await ctl.step()
     assert set(result.reputations) == {(NS, "mine")}
