@@ -63,12 +63,17 @@ class RoutingPolicySpec(ApiModel):
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
+                # Guarded with has(): kube-apiserver also checks the rules against the schema's
+                # default (`spec: {}`), in which the defaulted fields are still absent.
                 cel(
-                    "double(self.kMin) <= double(self.kMax)", "kMin must not exceed kMax", field_path=".kMin"
+                    "!has(self.kMin) || !has(self.kMax) || double(self.kMin) <= double(self.kMax)",
+                    "kMin must not exceed kMax",
+                    field_path=".kMin",
                 ),
                 cel(
-                    "double(self.deadband) < double(self.targetUtilisation) && "
-                    "double(self.targetUtilisation) + double(self.deadband) < 1.0",
+                    "!has(self.deadband) || !has(self.targetUtilisation) || "
+                    "(double(self.deadband) < double(self.targetUtilisation) && "
+                    "double(self.targetUtilisation) + double(self.deadband) < 1.0)",
                     "need deadband < targetUtilisation and targetUtilisation + deadband < 1",
                     field_path=".deadband",
                 ),
