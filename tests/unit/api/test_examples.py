@@ -18,7 +18,8 @@ def test_examples_cover_every_kind_and_mixed_gpus() -> None:
     assert set(kinds) == set(MODELS)
     nodes = [doc for _, doc in EXAMPLES if doc["kind"] == "InferenceNode"]
     assert len({n["spec"]["nodeName"] for n in nodes}) >= 3
-    assert {n["spec"]["engine"] for n in nodes} == {"auto", "vllm", "sglang"}
+    # `engine` defaults to "auto" (the CRD default), as in examples/inferencenode-blocked.yaml.
+    assert {n["spec"].get("engine", "auto") for n in nodes} == {"auto", "vllm", "sglang"}
 
 
 @pytest.mark.parametrize(("label", "obj"), EXAMPLES, ids=[label for label, _ in EXAMPLES])
