@@ -26,6 +26,7 @@ def _plural(obj: dict[str, Any]) -> str:
 
 
 def _create(b: Backend, obj: dict[str, Any], *, dry_run: bool = True) -> None:
+    obj["metadata"].pop("namespace", None)  # every object goes to the test's own namespace
     kw: dict[str, Any] = {"field_validation": "Strict"}
     if dry_run:
         kw["dry_run"] = "All"
@@ -42,6 +43,7 @@ def _create(b: Backend, obj: dict[str, Any], *, dry_run: bool = True) -> None:
 def _patch_status(b: Backend, obj: dict[str, Any]) -> None:
     """Create the object for real (status dropped), then a status patch; always clean up."""
     group, version = obj["apiVersion"].split("/")
+    obj["metadata"].pop("namespace", None)
     status = obj.pop("status")
     name = obj["metadata"]["name"]
     plural = _plural(obj)
