@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from gpufleet.api.quantity import parse_int_amount
 from gpufleet.devices import observe, plan_devices
 from gpufleet.objects import InodeView, NodeView, PodView, PoolView
-from gpufleet.api.quantity import parse_int_amount
 from gpufleet.status import (
     INODE_KEYS,
     PoolContext,
