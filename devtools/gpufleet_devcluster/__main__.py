@@ -12,7 +12,6 @@ from pathlib import Path
 from gpufleet_devcluster.cluster import DEFAULT_CRD_DIR, DevCluster, NodeSpec
 from gpufleet_devcluster.process import tune_gc
 
-
 #: The default nodes are the ones examples/inferencenode*.yaml name, so the README's cluster steps
 #: (`kubectl apply -f examples/...`) find their GPUs on `gpufleet devcluster` as written.
 EXAMPLE_NODES = (

@@ -154,9 +154,9 @@ def handle(args: argparse.Namespace) -> int:
     if settings.metrics_port:
         METRICS.serve(settings.metrics_port)
     if args.core_only:
-        registry = make_registry(Reconciler(settings), kubeconfig=kubeconfig)
+        registry = make_registry(Reconciler(settings, rollouts=False), kubeconfig=kubeconfig)
     else:
-        from gpufleet.controllers.runtime import build_operator
+        from gpufleet.controllers.operator import build_operator
 
         registry = build_operator(settings, kubeconfig=kubeconfig).registry
     namespaces = settings.namespaces

@@ -12,9 +12,9 @@ def test_invalid_settings_fail_fast(
 ) -> None:
     monkeypatch.setenv("GPUFLEET_PRIORITY_K", "-3")
     assert main(["run"]) == 2
-    assert "priority_k" in capsys.readouterr().out
+    assert "GPUFLEET_PRIORITY_K" in capsys.readouterr().err
 
 
 def test_missing_kubeconfig_fails_fast(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--kubeconfig", "/nonexistent/kubeconfig", "--metrics-port", "0"]) == 2
-    assert "does not exist" in capsys.readouterr().out
+    assert "does not exist" in capsys.readouterr().err
