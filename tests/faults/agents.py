@@ -41,7 +41,7 @@ def huge(megabytes: int = 100) -> AgentBehaviour:
             for _ in range(megabytes):
                 await resp.write(chunk)
             await resp.write(b'"}')
-        except (ConnectionResetError, RuntimeError):
+        except (ConnectionError, RuntimeError):
             pass  # the operator hung up: what a size limit looks like from here
         return resp
 
@@ -69,8 +69,8 @@ def trickle(bytes_per_second: float = 20.0) -> AgentBehaviour:
             for i in range(len(body)):
                 await resp.write(body[i : i + 1])
                 await asyncio.sleep(1 / bytes_per_second)
-        except (ConnectionResetError, RuntimeError):
-            pass
+        except (ConnectionError, RuntimeError):
+            pass  # the operator gave up waiting
         return resp
 
     return answer

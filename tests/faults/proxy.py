@@ -230,8 +230,8 @@ class FaultProxy:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         try:
             return await self._handle_inner(request)
-        except (ConnectionResetError, asyncio.CancelledError, aiohttp.ClientConnectionError):
-            raise
+        except (ConnectionError, asyncio.CancelledError, aiohttp.ClientConnectionError):
+            raise  # a client that hung up is not a bug of the proxy
         except Exception as exc:  # the proxy's own bugs must fail the test, not look like a fault
             self.errors.append(exc)
             raise
