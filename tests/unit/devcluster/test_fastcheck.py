@@ -68,7 +68,7 @@ BASE: dict[str, Any] = {
             },
             {"index": 1, "vramShare": None, "engine": None},
         ],
-        "rollout": {"phase": "Idle", "anything": [1, {"x": None}]},
+        "rollout": {"phase": "Idle"},  # typed in the CRD since #14 (was free-form)
     },
 }
 

@@ -12,6 +12,10 @@ def test_generated_crds_equal_the_checked_in_files() -> None:
         "inferencenodes.gpufleet.io",
         "operatorpools.gpufleet.io",
         "enginereleases.gpufleet.io",
+        "penalties.gpufleet.io",
+        "routingpolicies.gpufleet.io",
+        "epochs.gpufleet.io",
+        "pointsawards.gpufleet.io",
     }
     for name, crd in generated.items():
         assert crd == on_disk[name], name
