@@ -53,8 +53,16 @@ def _uses_real(item: pytest.Item) -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Without a real control plane, its tests are left out and reported once, not skipped one by one."""
+    """Without a real control plane, its tests are left out and reported once, not skipped one by one.
+
+    With `go` on PATH and no cached binaries, the control plane is built here, before any test runs:
+    a cold build takes ~20 min on 2 cores, far beyond pytest-timeout's per-test limit, which would
+    kill it inside a fixture."""
     if real_unavailable() is None:
+        if not cpbuild.is_built() and any(_uses_real(i) for i in items):
+            capture = config.pluginmanager.getplugin("capturemanager")
+            with capture.global_and_fixture_disabled():
+                cpbuild.build()
         return
     left_out = [i for i in items if _uses_real(i)]
     if left_out:
