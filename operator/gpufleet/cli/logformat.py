@@ -114,7 +114,9 @@ def configure_logging(level: int, fmt: LogFormat = "text", stream: TextIO | None
     root.addHandler(handler)
     # kopf's noise is INFO, so it passes the logger level and is demoted (and dropped) by the filter.
     root.setLevel(level)
-    for name in _KOPF_LOGGERS:
+    # The process's logging is ours: levels left on our and kopf's loggers by whoever ran before in
+    # this process (the demo silences "kopf" and "gpufleet") must not hide the transitions.
+    for name in ("kopf", "gpufleet", *_KOPF_LOGGERS):
         logging.getLogger(name).setLevel(logging.NOTSET)
     for noisy in ("aiohttp.access", "asyncio", "urllib3"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))

@@ -61,6 +61,16 @@ def test_json_is_one_object_per_line_with_the_object() -> None:
     assert docs[0]["time"].endswith("+00:00")
 
 
+@pytest.mark.usefixtures("restore_root")
+def test_levels_left_by_an_earlier_caller_do_not_hide_transitions() -> None:
+    # What `gpufleet demo` leaves behind when it ran earlier in the same process.
+    for name in ("kopf", "gpufleet"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    lines = _emit(logging.INFO, "text").splitlines()
+    assert len(lines) == 2, lines
+    assert "RolloutStarted" in lines[0]
+
+
 def test_unknown_format_is_refused() -> None:
     with pytest.raises(ValueError, match="text, json"):
         configure_logging(logging.INFO, "xml", io.StringIO())  # type: ignore[arg-type]
