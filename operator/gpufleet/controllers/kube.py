@@ -69,6 +69,17 @@ class AgentUnreachable(Exception):
     """The node agent behind the pod proxy did not answer in time or answered with an error."""
 
 
+#: Failures of a request that are routine on a real network (API errors, timeouts, resets,
+#: disconnects): logged as one line, never with a traceback (#21 F9).
+ROUTINE_ERRORS: tuple[type[BaseException], ...] = (
+    ApiError,
+    AgentUnreachable,
+    TimeoutError,
+    OSError,
+    aiohttp.ClientError,
+)
+
+
 #: Largest node-agent answer read through the pod proxy (a real 8-GPU /v1/hardware is ~5 KB).
 MAX_AGENT_ANSWER_BYTES = 256 * 1024
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from gpufleet.controllers.kube import ApiError, KubeClient
+from gpufleet.controllers.kube import ROUTINE_ERRORS, ApiError, KubeClient
 from gpufleet.objects import PodView
 
 logger = logging.getLogger("gpufleet.podwatch")
@@ -124,7 +124,8 @@ class PodInformer:
                 # newer than a restored API server has: "Too large resource version"): list again
                 # instead of resuming from it (#21 F6). A list costs one request per scope.
                 rv = None
-                quiet = isinstance(exc, ApiError | OSError | TimeoutError | ValueError)
+                # A disconnect is routine too (#21 F9: it printed a traceback under API faults).
+                quiet = isinstance(exc, (*ROUTINE_ERRORS, ValueError))
                 logger.warning(
                     "pod watch %s failed, re-listing in %.0fs: %s", path, self._retry, exc, exc_info=not quiet
                 )

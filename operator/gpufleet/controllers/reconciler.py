@@ -35,7 +35,7 @@ import aiohttp
 
 from gpufleet.api.conditions import device_blocked
 from gpufleet.conditions import Clock, make_condition, utcnow
-from gpufleet.controllers.kube import AgentUnreachable, ApiError, KubeClient, post_event_soon
+from gpufleet.controllers.kube import ROUTINE_ERRORS, AgentUnreachable, ApiError, KubeClient, post_event_soon
 from gpufleet.controllers.podwatch import PodInformer
 from gpufleet.controllers.rollout import RELEASES, RolloutController, Step
 from gpufleet.controllers.runtime.backoff import Backoff
@@ -428,9 +428,7 @@ class Reconciler:
                 raise
             except Exception as exc:
                 delay = self.backoff.failed(key)
-                expected = isinstance(
-                    exc, ApiError | AgentUnreachable | TimeoutError | OSError | aiohttp.ClientError
-                )
+                expected = isinstance(exc, ROUTINE_ERRORS)
                 if _transient(exc):
                     self._waiting_for_api.add(key)
                 logger.warning(
