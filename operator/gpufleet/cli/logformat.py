@@ -114,9 +114,12 @@ def configure_logging(level: int, fmt: LogFormat = "text", stream: TextIO | None
     root.addHandler(handler)
     # kopf's noise is INFO, so it passes the logger level and is demoted (and dropped) by the filter.
     root.setLevel(level)
-    # The process's logging is ours: levels left on our and kopf's loggers by whoever ran before in
-    # this process (the demo silences "kopf" and "gpufleet") must not hide the transitions.
-    for name in ("kopf", "gpufleet", *_KOPF_LOGGERS):
+    # The process's logging is ours: levels left on our and kopf's loggers (any of them) by whoever
+    # ran before in this process (the demo silences "kopf" and "gpufleet", test harnesses quiet
+    # "gpufleet.rollout") must not hide the transitions.
+    owned = ("kopf", "gpufleet")
+    names = [n for n in list(logging.root.manager.loggerDict) if n.split(".")[0] in owned]
+    for name in {*owned, *_KOPF_LOGGERS, *names}:
         logging.getLogger(name).setLevel(logging.NOTSET)
     for noisy in ("aiohttp.access", "asyncio", "urllib3"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))

@@ -63,8 +63,8 @@ def test_json_is_one_object_per_line_with_the_object() -> None:
 
 @pytest.mark.usefixtures("restore_root")
 def test_levels_left_by_an_earlier_caller_do_not_hide_transitions() -> None:
-    # What `gpufleet demo` leaves behind when it ran earlier in the same process.
-    for name in ("kopf", "gpufleet"):
+    # What `gpufleet demo` and the rollout test harness leave behind in the same process.
+    for name in ("kopf", "gpufleet", "gpufleet.rollout", "kopf.objects"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
     lines = _emit(logging.INFO, "text").splitlines()
     assert len(lines) == 2, lines
