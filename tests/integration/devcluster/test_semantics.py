@@ -426,6 +426,12 @@ def test_owner_reference_orphan_policy_keeps_dependents(
     owner = custom.create_namespaced_custom_object(*WIDGET, widget("w"))
     core.create_namespaced_config_map("default", _owned("dep", owner))
     custom.delete_namespaced_custom_object(*WIDGET, "w", propagation_policy="Orphan")
+    # Orphaning is asynchronous on kube-apiserver: the garbage collector strips the dependents'
+    # ownerReferences, then removes the owner's `orphan` finalizer. Wait for the owner to be gone.
+    deadline = time.monotonic() + 30
+    while "w" in {o["metadata"]["name"] for o in custom.list_namespaced_custom_object(*WIDGET)["items"]}:
+        assert time.monotonic() < deadline, "the owner was never deleted"
+        time.sleep(0.05)
     dep = core.read_namespaced_config_map("dep", "default")
     assert not dep.metadata.owner_references
 
